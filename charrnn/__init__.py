@@ -1,0 +1,61 @@
+"""charrnn: train recurrent language models on any text and generate more of it.
+
+    >>> import charrnn
+    >>> result = charrnn.train(["python-stdlib"], train_config=charrnn.TrainConfig(max_time=60))
+    >>> model = charrnn.load(result.run_dir)
+    >>> print(model.generate(prime="def ", length=200))
+
+Names are imported lazily so that `charrnn --help` starts without loading torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "train": "api",
+    "resume": "api",
+    "auto_size": "api",
+    "load": "sampling",
+    "LanguageModel": "sampling",
+    "Sample": "sampling",
+    "Score": "sampling",
+    "prepare": "cache",
+    "PreparedCorpus": "cache",
+    "read_corpus": "corpus",
+    "CorpusError": "corpus",
+    "DataConfig": "config",
+    "ModelConfig": "config",
+    "TrainConfig": "config",
+    "SampleConfig": "config",
+    "Tokenizer": "tokenizers",
+    "CharTokenizer": "tokenizers",
+    "WordTokenizer": "tokenizers",
+    "SubwordTokenizer": "tokenizers",
+    "StreamBatcher": "batching",
+    "RNNLanguageModel": "model",
+    "Trainer": "trainer",
+    "TrainEvent": "trainer",
+    "TrainResult": "trainer",
+    "ChatSession": "chat",
+    "CharRNNError": "errors",
+    "CheckpointError": "checkpoint",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

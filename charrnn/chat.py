@@ -1,0 +1,190 @@
+"""A conversation with a model: the hidden state carries the whole dialogue from turn to turn.
+
+Each user line is read into the model (the encoder half of N-vs-M: the state after reading it is
+the context), then a reply is sampled from that state until `<eos>`, a newline or `max_reply`
+tokens. The state is never reset between turns unless asked (`/reset`), so the model remembers.
+Slash commands are parsed here; the CLI only reads lines and prints what comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import SampleConfig
+from .errors import ConfigError
+from .sampling import LanguageModel, draw, filter_probs
+from .tokenizers import EOS_ID
+
+HELP = """\
+/help            this list
+/temp T          sampling temperature (> 0)
+/topk K          sample from the K most likely tokens (0: off)
+/topp P          nucleus sampling mass in (0, 1] (1: off)
+/seed N          reseed the sampler
+/reset           forget the conversation (state and sampler seed start over)
+/history         show the conversation so far
+/save FILE       save the transcript (.json for JSON, else text)
+/retry           sample the last reply again from the same state
+/quit            leave (Ctrl-D works too)"""
+
+
+@dataclass
+class Turn:
+    role: str  # "user" or "bot"
+    text: str
+
+
+@dataclass
+class CommandResult:
+    message: str = ""
+    stream: Iterator[str] | None = None  # a reply to print (for /retry)
+    quit: bool = False
+
+
+@dataclass
+class ChatSession:
+    model: LanguageModel
+    sampling: SampleConfig = field(default_factory=SampleConfig)
+    user_prefix: str = ""
+    bot_prefix: str = ""
+    max_reply: int = 200
+    transcript: list[Turn] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sampling = replace(self.sampling).validate()
+        if self.max_reply < 1:
+            raise ConfigError(f"--max-reply must be at least 1 (got {self.max_reply})")
+        if self.sampling.seed is None:
+            self.sampling.seed = int.from_bytes(os.urandom(4), "little")
+        separator = self.model.tokenizer.separator
+        self.turn_end = separator if separator else "\n"
+        self.reset()
+
+    # -- state -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Back to a fresh start: empty memory and the sampler at the start of its seed."""
+        self.logits, self.state = self.model.feed([])
+        self.rng = np.random.default_rng(self.sampling.seed)
+        self._before_reply: tuple[torch.Tensor, list] | None = None
+        self.transcript.clear()
+
+    def _feed_text(self, text: str) -> None:
+        ids = self.model.tokenizer.encode(text).tolist()
+        if ids:
+            self.logits, self.state = self.model.feed(ids, self.state)
+
+    # -- turns -------------------------------------------------------------------------------
+    def reply(self, user_text: str) -> Iterator[str]:
+        """Read the user's line into the state, then yield the reply piece by piece."""
+        self.transcript.append(Turn("user", user_text))
+        self._feed_text(self.user_prefix + user_text + self.turn_end + self.bot_prefix)
+        self._before_reply = (self.logits, self.state)
+        return self._sample_reply()
+
+    def retry(self) -> Iterator[str]:
+        """Drop the last reply and sample another from the state it started from."""
+        if self._before_reply is None:
+            raise ConfigError("nothing to retry yet")
+        if self.transcript and self.transcript[-1].role == "bot":
+            self.transcript.pop()
+        self.logits, self.state = self._before_reply
+        return self._sample_reply()
+
+    def _sample_reply(self) -> Iterator[str]:
+        decoder = self.model.tokenizer.decoder()
+        stepper = self.model.stepper
+        pieces: list[str] = []
+        ended = False
+        try:
+            for _ in range(self.max_reply):
+                token = int(draw(filter_probs(self.logits, self.sampling), [self.rng])[0])
+                piece = decoder(token)
+                self.logits, self.state = stepper(torch.tensor([token]), self.state)
+                if token == EOS_ID or "\n" in piece:
+                    head = piece.split("\n", 1)[0] if token != EOS_ID else ""
+                    if head:
+                        pieces.append(head)
+                        yield head
+                    ended = True
+                    break
+                if piece:
+                    pieces.append(piece)
+                    yield piece
+            if not ended:  # cut at max_reply: close the turn so the next one starts afresh
+                self._feed_text(self.turn_end)
+        finally:
+            self.transcript.append(Turn("bot", "".join(pieces)))
+
+    # -- slash commands ----------------------------------------------------------------------
+    def command(self, line: str) -> CommandResult:
+        """Run a slash command ('/temp 0.7'); unknown ones get a one-line hint."""
+        name, _, argument = line.strip().partition(" ")
+        argument = argument.strip()
+        name = name.lower()
+        try:
+            if name in ("/quit", "/exit"):
+                return CommandResult(quit=True)
+            if name == "/help":
+                return CommandResult(HELP)
+            if name == "/reset":
+                self.reset()
+                return CommandResult("(conversation reset)")
+            if name == "/history":
+                lines = [
+                    f"{'you' if t.role == 'user' else 'bot'}: {t.text}" for t in self.transcript
+                ]
+                return CommandResult("\n".join(lines) or "(no turns yet)")
+            if name == "/save":
+                if not argument:
+                    return CommandResult("usage: /save FILE")
+                return CommandResult(f"(transcript saved to {self.save(argument)})")
+            if name == "/retry":
+                return CommandResult(stream=self.retry())
+            if name == "/temp":
+                self.sampling = replace(self.sampling, temperature=float(argument)).validate()
+                return CommandResult(f"(temperature {self.sampling.temperature})")
+            if name == "/topk":
+                value = int(argument)
+                self.sampling = replace(self.sampling, top_k=value or None).validate()
+                return CommandResult(f"(top-k {self.sampling.top_k or 'off'})")
+            if name == "/topp":
+                value = float(argument)
+                self.sampling = replace(
+                    self.sampling, top_p=None if value == 1 else value
+                ).validate()
+                return CommandResult(f"(top-p {self.sampling.top_p or 'off'})")
+            if name == "/seed":
+                self.sampling = replace(self.sampling, seed=int(argument))
+                self.rng = np.random.default_rng(self.sampling.seed)
+                return CommandResult(f"(seed {self.sampling.seed})")
+        except OSError as error:
+            return CommandResult(f"{name}: {error.strerror or error}")
+        except ValueError as error:
+            message = str(error) if isinstance(error, ConfigError) else f"cannot read {argument!r}"
+            return CommandResult(f"{name}: {message}")
+        return CommandResult(f"unknown command {name}: /help lists the commands")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            data = {
+                "sampling": {
+                    "temperature": self.sampling.temperature,
+                    "top_k": self.sampling.top_k,
+                    "top_p": self.sampling.top_p,
+                    "seed": self.sampling.seed,
+                },
+                "turns": [{"role": t.role, "text": t.text} for t in self.transcript],
+            }
+            path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        else:
+            lines = [f"{'you' if t.role == 'user' else 'bot'}: {t.text}" for t in self.transcript]
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path

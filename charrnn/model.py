@@ -1,0 +1,174 @@
+"""The language model: embedding -> stacked RNN / LSTM / GRU -> dropout -> linear decoder.
+
+`forward` runs PyTorch's fused recurrent modules over a whole (B, T) chunk for training. Sampling
+feeds one token at a time, where the fused module's per-call overhead dominates, so `stepper()`
+returns a `SingleStep` that runs the same weights as a few `addmm` calls per layer, with the first
+layer's input projection folded into a (V, gates*H) lookup table. Tests check both paths agree.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+class RNNLanguageModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config.validate()
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed)
+        between = c.dropout if c.layers > 1 else 0.0
+        if c.cell == "lstm":
+            self.rnn = nn.LSTM(c.embed, c.hidden, c.layers, batch_first=True, dropout=between)
+        elif c.cell == "gru":
+            self.rnn = nn.GRU(c.embed, c.hidden, c.layers, batch_first=True, dropout=between)
+        else:
+            nonlinearity = "relu" if c.cell == "rnn-relu" else "tanh"
+            self.rnn = nn.RNN(
+                c.embed,
+                c.hidden,
+                c.layers,
+                nonlinearity=nonlinearity,
+                batch_first=True,
+                dropout=between,
+            )
+        self.dropout = nn.Dropout(c.dropout)
+        self.decoder = nn.Linear(c.hidden, c.vocab_size)
+        if c.tie_weights:
+            self.decoder.weight = self.embedding.weight
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.normal_(self.embedding.weight, std=0.1 if not self.config.tie_weights else 0.02)
+        if self.config.cell == "lstm":
+            # A forget-gate bias of 1 lets gradients flow through time from the first step.
+            hidden = self.config.hidden
+            for name, parameter in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    with torch.no_grad():
+                        parameter[hidden : 2 * hidden].fill_(1.0)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def init_hidden(self, batch_size: int, device: torch.device | str | None = None) -> Hidden:
+        c = self.config
+        device = device or self.decoder.weight.device
+        zeros = torch.zeros(c.layers, batch_size, c.hidden, device=device)
+        return (zeros, zeros.clone()) if c.cell == "lstm" else zeros
+
+    def forward(
+        self, ids: torch.Tensor, hidden: Hidden | None = None
+    ) -> tuple[torch.Tensor, Hidden]:
+        """ids (B, T) -> logits (B, T, V) and the hidden state after the last step."""
+        embedded = self.dropout(self.embedding(ids))
+        output, hidden = self.rnn(embedded, hidden)
+        return self.decoder(self.dropout(output)), hidden
+
+    def stepper(self) -> SingleStep:
+        return SingleStep(self)
+
+
+def detach_hidden(hidden: Hidden | None) -> Hidden | None:
+    """Cut the graph between BPTT chunks while keeping the state's values (repackage_hidden)."""
+    if hidden is None:
+        return None
+    if isinstance(hidden, tuple):
+        return tuple(h.detach() for h in hidden)
+    return hidden.detach()
+
+
+class SingleStep:
+    """One-token-at-a-time inference with the model's weights, frozen at creation.
+
+    The state is a list with one entry per layer: (h, c) for LSTM, h otherwise, each (B, H).
+    """
+
+    def __init__(self, model: RNNLanguageModel) -> None:
+        c = model.config
+        self.cell = c.cell
+        self.layers = c.layers
+        self.hidden_size = c.hidden
+        rnn = model.rnn
+        with torch.no_grad():
+            self.input_table = None
+            self.w_ih: list[torch.Tensor] = []
+            self.w_hh: list[torch.Tensor] = []
+            self.b_ih: list[torch.Tensor] = []
+            self.b_hh: list[torch.Tensor] = []
+            for layer in range(c.layers):
+                w_ih = getattr(rnn, f"weight_ih_l{layer}").detach()
+                w_hh = getattr(rnn, f"weight_hh_l{layer}").detach()
+                b_ih = getattr(rnn, f"bias_ih_l{layer}").detach()
+                b_hh = getattr(rnn, f"bias_hh_l{layer}").detach()
+                if layer == 0:
+                    table = F.linear(model.embedding.weight.detach(), w_ih, b_ih)
+                    if c.cell != "gru":  # GRU keeps b_hh apart: the reset gate scales it
+                        table = table + b_hh
+                    self.input_table = table.contiguous()
+                self.w_ih.append(w_ih.t().contiguous())
+                self.w_hh.append(w_hh.t().contiguous())
+                # Outside the GRU both biases are simply added, so they are folded into one.
+                self.b_ih.append(b_ih.clone() if c.cell == "gru" else b_ih + b_hh)
+                self.b_hh.append(b_hh.clone())
+            self.decoder_weight = model.decoder.weight.detach().t().contiguous()
+            self.decoder_bias = model.decoder.bias.detach().clone()
+
+    def zero_state(self, batch_size: int) -> list:
+        zeros = torch.zeros(batch_size, self.hidden_size)
+        if self.cell == "lstm":
+            return [(zeros.clone(), zeros.clone()) for _ in range(self.layers)]
+        return [zeros.clone() for _ in range(self.layers)]
+
+    def from_hidden(self, hidden: Hidden) -> list:
+        """The fused module's (L, B, H) state as a per-layer list."""
+        if self.cell == "lstm":
+            h, c = hidden
+            return [(h[i].clone(), c[i].clone()) for i in range(self.layers)]
+        return [hidden[i].clone() for i in range(self.layers)]
+
+    def to_hidden(self, state: list) -> Hidden:
+        if self.cell == "lstm":
+            return (torch.stack([h for h, _ in state]), torch.stack([c for _, c in state]))
+        return torch.stack(state)
+
+    @torch.inference_mode()
+    def __call__(self, ids: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
+        """ids (B,) -> logits (B, V) and the next state."""
+        new_state = []
+        x = None
+        for layer in range(self.layers):
+            if layer == 0:
+                projected = self.input_table.index_select(0, ids)
+            else:
+                projected = torch.addmm(self.b_ih[layer], x, self.w_ih[layer])
+            if self.cell == "lstm":
+                h, c = state[layer]
+                gates = torch.addmm(projected, h, self.w_hh[layer])
+                i, f, g, o = gates.chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                x = torch.sigmoid(o) * torch.tanh(c)
+                new_state.append((x, c))
+            elif self.cell == "gru":
+                h = state[layer]
+                recurrent = torch.addmm(self.b_hh[layer], h, self.w_hh[layer])
+                ir, iz, inew = projected.chunk(3, dim=1)
+                hr, hz, hnew = recurrent.chunk(3, dim=1)
+                r = torch.sigmoid(ir + hr)
+                z = torch.sigmoid(iz + hz)
+                n = torch.tanh(inew + r * hnew)
+                x = n + z * (h - n)
+                new_state.append(x)
+            else:
+                h = state[layer]
+                pre = torch.addmm(projected, h, self.w_hh[layer])
+                x = torch.relu(pre) if self.cell == "rnn-relu" else torch.tanh(pre)
+                new_state.append(x)
+        return torch.addmm(self.decoder_bias, x, self.decoder_weight), new_state
