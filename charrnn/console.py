@@ -118,9 +118,11 @@ def checkpoint_table(path: Any, state: dict, parameters: int) -> Table:
 
 
 def data_catalog_table(rows: Iterable[tuple[Any, bool]]) -> Table:
+    rows = list(rows)
     table = Table(title="Corpora", title_justify="left")
-    for column in ("name", "kind", "size", "licence", "present"):
-        table.add_column(column, no_wrap=True)
+    table.add_column("name", no_wrap=True, min_width=max(len(entry.name) for entry, _ in rows))
+    for column in ("kind", "size", "licence", "present"):
+        table.add_column(column, no_wrap=column != "licence")
     table.add_column("description")
     for entry, present in rows:
         size = f"{entry.size / 1e6:.1f} MB" if entry.size else "≤4 MB"
