@@ -21,7 +21,7 @@ from .errors import CharRNNError, ConfigError
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -278,18 +278,14 @@ def train(corpus: tuple[str, ...], out: str | None, resume_dir: str | None, **op
     bpc = f"{result.best_val_bpc:.4f}" if result.best_val_bpc is not None else "-"
     loss = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "-"
     if result.interrupted:
-        console.print(
-            f"Interrupted at step {result.steps}: saved {result.run_dir / 'latest.pt'}",
-            markup=False,
-        )
-        console.print(f"Resume with: charrnn train --resume {result.run_dir}", markup=False)
+        click.echo(f"Interrupted at step {result.steps}: saved {result.run_dir / 'latest.pt'}")
+        click.echo(f"Resume with: charrnn train --resume {result.run_dir}")
         sys.exit(130)
-    console.print(
+    click.echo(
         f"Done: {result.stop_reason}. {result.steps:,} steps in {result.elapsed:.0f}s, "
-        f"best val loss {loss} nats/token ({bpc} bits/char). Model: {result.run_dir / 'best.pt'}",
-        markup=False,
+        f"best val loss {loss} nats/token ({bpc} bits/char). Model: {result.run_dir / 'best.pt'}"
     )
-    console.print(f"Generate with: charrnn generate {result.run_dir}", markup=False)
+    click.echo(f"Generate with: charrnn generate {result.run_dir}")
 
 
 # -- info ------------------------------------------------------------------------------------

@@ -1,0 +1,187 @@
+import math
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import charrnn
+from charrnn import checkpoint
+from charrnn.cache import prepare
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.trainer import Trainer, TrainingError
+
+from .conftest import TINY_MODEL, TINY_TRAIN
+
+
+def tiny_train(corpus, run_dir, steps=60, model=None, **train):
+    return charrnn.train(
+        [corpus],
+        run_dir=run_dir,
+        model_config=ModelConfig(**{**TINY_MODEL, **(model or {})}),
+        train_config=TrainConfig(max_steps=steps, **{**TINY_TRAIN, **train}),
+    )
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
+def test_every_cell_learns(tiny_corpus, tmp_path, cell):
+    result = tiny_train(tiny_corpus, tmp_path / cell, steps=120, model={"cell": cell})
+    losses = [h["train_loss"] for h in result.history if h["kind"] == "log"]
+    assert losses[-1] < losses[0] - 0.5
+    assert result.best_val_loss < math.log(result.history and 30)  # well below uniform guessing
+    assert (tmp_path / cell / "best.pt").is_file() and (tmp_path / cell / "latest.pt").is_file()
+    assert (tmp_path / cell / "metrics.jsonl").read_text().count("\n") == len(result.history)
+
+
+def test_carried_state_beats_reset_on_long_range_repeats(tmp_path):
+    """Each line's first letter is only predictable from the line before it, across chunks."""
+    import random
+
+    rng = random.Random(0)
+    lines = []
+    for _ in range(800):
+        letter = rng.choice("abcdefgh")
+        lines.append(f"{letter}.......\n{letter.upper()}.......\n")
+    corpus = tmp_path / "repeat.txt"
+    corpus.write_text("".join(lines))
+    prepared = prepare([corpus])
+    trainer = Trainer(
+        prepared,
+        ModelConfig(hidden=32, embed=8, layers=1),
+        TrainConfig(max_steps=400, batch_size=8, bptt=4, lr=1e-2, warmup=0, eval_every=1000, max_time=None),
+        tmp_path / "run",
+    )
+    trainer.run()
+    carried = trainer.evaluate()
+    from charrnn.batching import eval_batches
+
+    total = count = 0
+    with torch.no_grad():
+        for inputs, targets in eval_batches(prepared.val_ids, 8, 4):
+            logits, _ = trainer.model(inputs)  # state reset at every chunk
+            total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum").item()
+            count += targets.numel()
+    assert carried < total / count - 0.05
+
+
+def test_clipping_bounds_the_gradient_norm(tiny_corpus, tmp_path):
+    prepared = prepare([tiny_corpus])
+    trainer = Trainer(prepared, ModelConfig(**TINY_MODEL), TrainConfig(clip=0.05, **{**TINY_TRAIN, "lr": 1.0}), tmp_path)
+    trainer.train_step()
+    norms = [p.grad.norm() ** 2 for p in trainer.model.parameters() if p.grad is not None]
+    assert math.sqrt(sum(norms)) <= 0.05 + 1e-4
+
+
+def test_checkpoint_round_trip_gives_identical_logits(trained_run):
+    state = checkpoint.load(trained_run / "best.pt")
+    model = checkpoint.build_model(state)
+    again = checkpoint.build_model(checkpoint.load(trained_run / "best.pt"))
+    ids = torch.randint(0, model.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(model(ids)[0], again(ids)[0])
+    for key in ("model_config", "tokenizer", "optimizer", "trainer", "batcher", "hidden", "rng", "format_version"):
+        assert key in state
+
+
+def test_malicious_pickle_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as handle:
+        pickle.dump({"format_version": 1, "model": Exploit()}, handle, protocol=2)
+    with pytest.raises(checkpoint.CheckpointError, match="refused"):
+        checkpoint.load(path)
+    assert not marker.exists()
+
+
+def test_resumed_run_ends_with_the_same_weights(tiny_corpus, tmp_path):
+    full = tiny_train(tiny_corpus, tmp_path / "full", steps=40, model={"dropout": 0.1, "layers": 2})
+    prepared = prepare([tiny_corpus])
+    config = TrainConfig(max_steps=40, **TINY_TRAIN)
+    model_config = ModelConfig(**{**TINY_MODEL, "dropout": 0.1, "layers": 2})
+
+    def stop_at_17(event):
+        if event.kind == "log" and event.step >= 17:
+            trainer.request_stop()
+
+    trainer = Trainer(prepared, model_config, config, tmp_path / "cut", on_event=stop_at_17)
+    first = trainer.run()
+    assert first.interrupted and first.steps == 20
+    resumed = charrnn.resume(tmp_path / "cut")
+    assert resumed.steps == 40
+    a = checkpoint.load(full.run_dir / "latest.pt")["model"]
+    b = checkpoint.load(resumed.run_dir / "latest.pt")["model"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_ctrl_c_saves_a_loadable_checkpoint_and_prints_resume(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", str(tiny_corpus), "--out", str(run_dir), "--hidden", "16",
+         "--embed", "8", "--layers", "1", "--batch-size", "4", "--bptt", "8", "--max-time", "60s",
+         "--eval-every", "100000", "--log-every", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    for line in process.stdout:
+        if line.startswith("step "):
+            break
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, output
+    assert f"charrnn train --resume {run_dir}" in output
+    state = checkpoint.load(run_dir / "latest.pt")
+    assert state["trainer"]["step"] > 0
+    model = charrnn.load(run_dir / "latest.pt")
+    assert isinstance(model.generate("the", length=5, seed=0), str)
+
+
+def test_non_finite_steps_are_skipped_and_recovered(tiny_corpus, tmp_path):
+    prepared = prepare([tiny_corpus])
+    trainer = Trainer(prepared, ModelConfig(**TINY_MODEL), TrainConfig(max_steps=5, **TINY_TRAIN), tmp_path)
+    trainer.save()
+    good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with torch.no_grad():
+        trainer.model.decoder.weight.fill_(float("nan"))
+    events = []
+    trainer.on_event = events.append
+    for _ in range(trainer.config.max_bad_steps):
+        loss, _ = trainer.train_step()
+        assert not math.isfinite(loss)
+    assert trainer.step == 0 and trainer.lr_scale < 1
+    trainer._recover(trainer.config.max_bad_steps)
+    assert torch.equal(trainer.model.decoder.weight, good["decoder.weight"])
+    assert any("restored" in e.message for e in events)
+    with torch.no_grad():
+        trainer.model.decoder.weight.fill_(float("nan"))
+    trainer.save()  # never writes NaN weights
+    assert torch.equal(checkpoint.load(tmp_path / "latest.pt")["model"]["decoder.weight"], good["decoder.weight"])
+
+
+def test_divergence_without_checkpoint_stops_with_message(tiny_corpus, tmp_path):
+    prepared = prepare([tiny_corpus])
+    trainer = Trainer(prepared, ModelConfig(**TINY_MODEL), TrainConfig(max_steps=50, **TINY_TRAIN), tmp_path)
+    with torch.no_grad():
+        trainer.model.decoder.bias.fill_(float("inf"))
+    with pytest.raises(TrainingError, match="diverged"):
+        trainer.run()
+
+
+def test_info_shows_the_checkpoint(trained_run):
+    from click.testing import CliRunner
+
+    from charrnn.cli import cli
+
+    result = CliRunner().invoke(cli, ["info", str(trained_run)])
+    assert result.exit_code == 0, result.output
+    for text in ("1x16 LSTM", "parameters", "char", "best val bpc", "steps"):
+        assert text in result.output
