@@ -212,7 +212,11 @@ def _duration(ctx, param, value):
     help="Time budget: 90s, 10m, 1.5h (default 10m; 'none' for no limit).",
 )
 @click.option("--warmup", type=int, help="Linear warm-up steps (default 50).")
-@click.option("--eval-every", type=int, help="Validate and save every N steps (default 200).")
+@click.option(
+    "--eval-every",
+    type=int,
+    help="Validate and save every N steps (default: 10 times per planned run, else 200).",
+)
 @click.option("--log-every", type=int, help="Log every N steps (default 10).")
 @click.option("--patience", type=int, help="Stop after N evaluations without improvement.")
 @click.option("--sample-every", type=int, help="Show a sample every N steps (0: never).")

@@ -119,7 +119,7 @@ class TrainConfig:
     max_steps: int | None = None
     max_time: float | None = 600.0
     warmup: int = 50
-    eval_every: int = 200
+    eval_every: int | None = None  # None: ten evaluations over a planned run, else every 200 steps
     log_every: int = 10
     patience: int | None = None
     sample_every: int = 0
@@ -147,7 +147,10 @@ class TrainConfig:
             self.max_time is None or self.max_time > 0,
             f"--max-time must be positive (got {self.max_time})",
         )
-        _check(self.eval_every >= 1, f"--eval-every must be at least 1 (got {self.eval_every})")
+        _check(
+            self.eval_every is None or self.eval_every >= 1,
+            f"--eval-every must be at least 1 (got {self.eval_every})",
+        )
         _check(self.log_every >= 1, f"--log-every must be at least 1 (got {self.log_every})")
         _check(
             self.patience is None or self.patience >= 1,

@@ -33,6 +33,8 @@ from .model import Hidden, RNNLanguageModel, detach_hidden
 LN2 = math.log(2.0)
 EVAL_BPTT = 256
 MIN_LR_FRACTION = 0.01
+EVALS_PER_RUN = 10
+DEFAULT_EVAL_EVERY = 200
 
 
 class TrainingError(CharRNNError):
@@ -147,6 +149,7 @@ class Trainer:
         self.last_eval_step: int | None = None
         self.evals_without_improvement = 0
         self.lr_scale = 1.0
+        self.next_eval_time = (self.config.max_time or 0.0) / EVALS_PER_RUN
         self.hidden: Hidden | None = None
         self._stop_requested = False
         self._good_snapshot: dict | None = None
@@ -184,6 +187,7 @@ class Trainer:
                 "last_val_loss": self.last_val_loss,
                 "evals_without_improvement": self.evals_without_improvement,
                 "lr_scale": self.lr_scale,
+                "next_eval_time": self.next_eval_time,
             },
             "batcher": self.batcher.state_dict(),
             "hidden": hidden,
@@ -217,6 +221,7 @@ class Trainer:
         self.last_val_loss = counters["last_val_loss"]
         self.evals_without_improvement = counters["evals_without_improvement"]
         self.lr_scale = counters["lr_scale"]
+        self.next_eval_time = counters.get("next_eval_time", self.next_eval_time)
         self.batcher.load_state_dict(state["batcher"])
         hidden = state["hidden"]
         if isinstance(hidden, list):
@@ -304,6 +309,21 @@ class Trainer:
         if c.epochs is not None and self.epoch >= c.epochs:
             return f"reached --epochs {c.epochs:g}"
         return None
+
+    def _eval_due(self) -> bool:
+        """Every --eval-every steps; by default ten times over a planned run (evaluation time
+        counts against a time budget, so it is spread out), else every 200 steps."""
+        c = self.config
+        if c.eval_every is not None:
+            return self.step % c.eval_every == 0
+        if c.max_steps is not None:
+            return self.step % max(1, c.max_steps // EVALS_PER_RUN) == 0
+        if c.max_time is not None:
+            if self.elapsed >= self.next_eval_time:
+                self.next_eval_time = self.elapsed + c.max_time / EVALS_PER_RUN
+                return True
+            return False
+        return self.step % DEFAULT_EVAL_EVERY == 0
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step on the next batch; returns (loss, grad norm)."""
@@ -442,7 +462,7 @@ class Trainer:
                         tokens_per_sec=window_tokens / max(1e-9, now - window_start),
                     )
                     window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, now
-                if self.step % self.config.eval_every == 0:
+                if self._eval_due():
                     self._run_eval()
                     if (
                         self.config.patience

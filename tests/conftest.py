@@ -10,10 +10,7 @@ import pytest
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 
 TINY_TEXT = (
-    "the cat sat on the mat.\n"
-    "the dog sat on the log.\n"
-    "a cat and a dog met.\n"
-    "the end of the line.\n"
+    "the cat sat on the mat.\nthe dog sat on the log.\na cat and a dog met.\nthe end of the line.\n"
 ) * 40
 
 
@@ -40,7 +37,9 @@ def tiny_corpus(tmp_path) -> Path:
 
 
 TINY_MODEL = dict(hidden=16, embed=8, layers=1)
-TINY_TRAIN = dict(batch_size=4, bptt=8, lr=1e-2, warmup=0, eval_every=50, log_every=10, max_time=None)
+TINY_TRAIN = dict(
+    batch_size=4, bptt=8, lr=1e-2, warmup=0, eval_every=50, log_every=10, max_time=None
+)
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,10 @@ def test_state_dict_resumes_position():
 
 
 def test_too_small_corpus_says_sizes():
-    with pytest.raises(BatchingError, match=r"corpus too small for one batch: 50 training tokens, need at least 101 for --batch-size 4 x --bptt 20"):
+    with pytest.raises(
+        BatchingError,
+        match=r"corpus too small for one batch: 50 training tokens, need at least 101 for --batch-size 4 x --bptt 20",
+    ):
         StreamBatcher(np.arange(50), batch_size=4, bptt=20)
 
 

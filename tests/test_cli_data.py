@@ -39,22 +39,37 @@ def test_help_and_version_and_module_entry():
     assert "train" in run("--help").output
     assert "0.1.0" in run("--version").output
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "charrnn", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "charrnn", "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and "generate" in out.stdout
     assert time.perf_counter() - started < 5
     probe = "import sys, charrnn.cli; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip()
+        == "False"
+    )
 
 
 def test_prepare_prints_stats(tiny_corpus):
     result = run("prepare", str(tiny_corpus))
     assert result.exit_code == 0, result.output
-    for label in ("characters", "tokens", "vocabulary", "<unk> rate", "train", "validation", "Most frequent"):
+    for label in (
+        "characters",
+        "tokens",
+        "vocabulary",
+        "<unk> rate",
+        "train",
+        "validation",
+        "Most frequent",
+    ):
         assert label in result.output
 
 
 def test_prepare_word_level_and_stdin():
-    result = run("prepare", "-", "--level", "word", "--val-fraction", "0.2", input="one two three\n" * 20)
+    result = run(
+        "prepare", "-", "--level", "word", "--val-fraction", "0.2", input="one two three\n" * 20
+    )
     assert result.exit_code == 0, result.output
     assert "two" in result.output
 
@@ -98,7 +113,10 @@ def test_data_get_downloads_from_local_server_and_verifies(http_server):
     result = run("data", "get", "tinyshakespeare", "--url", f"{base}/input.txt")
     assert result.exit_code == 0, result.output
     installed = catalog.corpus_path("tinyshakespeare")
-    assert hashlib.sha256(installed.read_bytes()).hexdigest() == catalog.CATALOG["tinyshakespeare"].sha256
+    assert (
+        hashlib.sha256(installed.read_bytes()).hexdigest()
+        == catalog.CATALOG["tinyshakespeare"].sha256
+    )
     assert "yes" in run("data", "list").output
     prepared = run("prepare", "tinyshakespeare")
     assert prepared.exit_code == 0 and "1,115,394" in prepared.output
@@ -107,7 +125,9 @@ def test_data_get_downloads_from_local_server_and_verifies(http_server):
 def test_data_get_rejects_wrong_content(http_server):
     root, base = http_server
     (root / "input.txt").write_text("not shakespeare\n")
-    result = CliRunner().invoke(cli, ["data", "get", "tinyshakespeare", "--url", f"{base}/input.txt"])
+    result = CliRunner().invoke(
+        cli, ["data", "get", "tinyshakespeare", "--url", f"{base}/input.txt"]
+    )
     assert result.exit_code == 2
     assert "not the expected file" in result.output
     assert not catalog.corpus_path("tinyshakespeare").exists()
@@ -115,7 +135,9 @@ def test_data_get_rejects_wrong_content(http_server):
 
 def test_data_get_offline_names_from_option(http_server):
     _, base = http_server
-    result = CliRunner().invoke(cli, ["data", "get", "tinyshakespeare", "--url", f"{base}/missing.txt"])
+    result = CliRunner().invoke(
+        cli, ["data", "get", "tinyshakespeare", "--url", f"{base}/missing.txt"]
+    )
     assert result.exit_code == 2
     assert "--from" in result.output and "Traceback" not in result.output
 

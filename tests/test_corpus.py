@@ -9,7 +9,7 @@ from charrnn.corpus import CorpusError, find_sources, iter_text, read_corpus
 
 def test_reads_one_file_and_normalises_crlf(tmp_path):
     path = tmp_path / "a.txt"
-    path.write_bytes("one\r\ntwo\r\nthree".encode())
+    path.write_bytes(b"one\r\ntwo\r\nthree")
     assert read_corpus([path]) == "one\ntwo\nthree"
 
 
@@ -38,7 +38,7 @@ def test_any_script_survives(tmp_path):
 
 
 def test_stdin(monkeypatch):
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("from stdin\n".encode())))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"from stdin\n")))
     assert read_corpus(["-"]) == "from stdin\n"
 
 

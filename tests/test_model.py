@@ -10,7 +10,9 @@ from charrnn.model import RNNLanguageModel
 @pytest.mark.parametrize("layers", [1, 3])
 def test_single_step_path_equals_fused_module(cell, layers):
     torch.manual_seed(0)
-    model = RNNLanguageModel(ModelConfig(vocab_size=23, cell=cell, layers=layers, hidden=12, embed=7)).eval()
+    model = RNNLanguageModel(
+        ModelConfig(vocab_size=23, cell=cell, layers=layers, hidden=12, embed=7)
+    ).eval()
     ids = torch.randint(0, 23, (3, 9))
     with torch.no_grad():
         expected, hidden = model(ids)

@@ -15,7 +15,8 @@ from charrnn.tokenizers import (
 )
 
 text_strategy = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufdd0"), max_size=200
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufdd0"),
+    max_size=200,
 )
 
 

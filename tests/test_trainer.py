@@ -52,7 +52,9 @@ def test_carried_state_beats_reset_on_long_range_repeats(tmp_path):
     trainer = Trainer(
         prepared,
         ModelConfig(hidden=32, embed=8, layers=1),
-        TrainConfig(max_steps=400, batch_size=8, bptt=4, lr=1e-2, warmup=0, eval_every=1000, max_time=None),
+        TrainConfig(
+            max_steps=400, batch_size=8, bptt=4, lr=1e-2, warmup=0, eval_every=1000, max_time=None
+        ),
         tmp_path / "run",
     )
     trainer.run()
@@ -63,14 +65,21 @@ def test_carried_state_beats_reset_on_long_range_repeats(tmp_path):
     with torch.no_grad():
         for inputs, targets in eval_batches(prepared.val_ids, 8, 4):
             logits, _ = trainer.model(inputs)  # state reset at every chunk
-            total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum").item()
+            total += torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum"
+            ).item()
             count += targets.numel()
     assert carried < total / count - 0.05
 
 
 def test_clipping_bounds_the_gradient_norm(tiny_corpus, tmp_path):
     prepared = prepare([tiny_corpus])
-    trainer = Trainer(prepared, ModelConfig(**TINY_MODEL), TrainConfig(clip=0.05, **{**TINY_TRAIN, "lr": 1.0}), tmp_path)
+    trainer = Trainer(
+        prepared,
+        ModelConfig(**TINY_MODEL),
+        TrainConfig(clip=0.05, **{**TINY_TRAIN, "lr": 1.0}),
+        tmp_path,
+    )
     trainer.train_step()
     norms = [p.grad.norm() ** 2 for p in trainer.model.parameters() if p.grad is not None]
     assert math.sqrt(sum(norms)) <= 0.05 + 1e-4
@@ -83,7 +92,16 @@ def test_checkpoint_round_trip_gives_identical_logits(trained_run):
     ids = torch.randint(0, model.config.vocab_size, (2, 12))
     with torch.no_grad():
         assert torch.equal(model(ids)[0], again(ids)[0])
-    for key in ("model_config", "tokenizer", "optimizer", "trainer", "batcher", "hidden", "rng", "format_version"):
+    for key in (
+        "model_config",
+        "tokenizer",
+        "optimizer",
+        "trainer",
+        "batcher",
+        "hidden",
+        "rng",
+        "format_version",
+    ):
         assert key in state
 
 
@@ -126,10 +144,34 @@ def test_resumed_run_ends_with_the_same_weights(tiny_corpus, tmp_path):
 def test_ctrl_c_saves_a_loadable_checkpoint_and_prints_resume(tiny_corpus, tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", "train", str(tiny_corpus), "--out", str(run_dir), "--hidden", "16",
-         "--embed", "8", "--layers", "1", "--batch-size", "4", "--bptt", "8", "--max-time", "60s",
-         "--eval-every", "100000", "--log-every", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "train",
+            str(tiny_corpus),
+            "--out",
+            str(run_dir),
+            "--hidden",
+            "16",
+            "--embed",
+            "8",
+            "--layers",
+            "1",
+            "--batch-size",
+            "4",
+            "--bptt",
+            "8",
+            "--max-time",
+            "60s",
+            "--eval-every",
+            "100000",
+            "--log-every",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     for line in process.stdout:
         if line.startswith("step "):
@@ -147,7 +189,9 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_prints_resume(tiny_corpus, tmp_p
 
 def test_non_finite_steps_are_skipped_and_recovered(tiny_corpus, tmp_path):
     prepared = prepare([tiny_corpus])
-    trainer = Trainer(prepared, ModelConfig(**TINY_MODEL), TrainConfig(max_steps=5, **TINY_TRAIN), tmp_path)
+    trainer = Trainer(
+        prepared, ModelConfig(**TINY_MODEL), TrainConfig(max_steps=5, **TINY_TRAIN), tmp_path
+    )
     trainer.save()
     good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with torch.no_grad():
@@ -164,12 +208,16 @@ def test_non_finite_steps_are_skipped_and_recovered(tiny_corpus, tmp_path):
     with torch.no_grad():
         trainer.model.decoder.weight.fill_(float("nan"))
     trainer.save()  # never writes NaN weights
-    assert torch.equal(checkpoint.load(tmp_path / "latest.pt")["model"]["decoder.weight"], good["decoder.weight"])
+    assert torch.equal(
+        checkpoint.load(tmp_path / "latest.pt")["model"]["decoder.weight"], good["decoder.weight"]
+    )
 
 
 def test_divergence_without_checkpoint_stops_with_message(tiny_corpus, tmp_path):
     prepared = prepare([tiny_corpus])
-    trainer = Trainer(prepared, ModelConfig(**TINY_MODEL), TrainConfig(max_steps=50, **TINY_TRAIN), tmp_path)
+    trainer = Trainer(
+        prepared, ModelConfig(**TINY_MODEL), TrainConfig(max_steps=50, **TINY_TRAIN), tmp_path
+    )
     with torch.no_grad():
         trainer.model.decoder.bias.fill_(float("inf"))
     with pytest.raises(TrainingError, match="diverged"):
