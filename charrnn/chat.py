@@ -104,7 +104,7 @@ class ChatSession:
         ended = False
         try:
             for _ in range(self.max_reply):
-                token = int(draw(filter_probs(self.logits, self.sampling), [self.rng])[0])
+                token = int(draw(filter_probs(self.logits.numpy(), self.sampling), [self.rng])[0])
                 piece = decoder(token)
                 self.logits, self.state = stepper(torch.tensor([token]), self.state)
                 if token == EOS_ID or "\n" in piece:

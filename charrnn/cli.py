@@ -128,7 +128,24 @@ def _prepare_with_progress(corpus: tuple[str, ...], data_config: DataConfig):
         return prepare(corpus or ("-",), data_config, progress=report)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """Usage errors as one 'Error: ...' line (click's default adds the usage and a hint)."""
+
+    def main(self, *args, **kwargs):
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.ClickException as error:
+            fail(error.format_message(), error.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="charrnn")
 def cli() -> None:
     """Train recurrent language models on any text and write more of it.
@@ -255,11 +272,10 @@ def train(corpus: tuple[str, ...], out: str | None, resume_dir: str | None, **op
     train_values = {k: v for k, v in given.items() if k not in model_fields}
     if ("max_steps" in train_values or "epochs" in train_values) and "max_time" not in train_values:
         train_values["max_time"] = None  # a step or epoch budget replaces the default 10 minutes
-    display = TrainingDisplay(console)
     if resume_dir:
         if corpus:
             raise ConfigError("--resume continues a run on its own corpus: give no CORPUS with it")
-        with display:
+        with TrainingDisplay(console) as display:
             result = api.resume(resume_dir, overrides=train_values, on_event=display)
     else:
         if not corpus:
@@ -267,9 +283,10 @@ def train(corpus: tuple[str, ...], out: str | None, resume_dir: str | None, **op
                 "give a CORPUS to train on (a file, directory, corpus name or -), or --resume RUN_DIR"
             )
         prepared = _prepare_with_progress(corpus, data_config)
-        console.print(corpus_stats_table(prepared.stats, prepared.directory))
         run_dir = Path(out) if out else api.default_run_dir(corpus)
-        with display:
+        with TrainingDisplay(
+            console, corpus_stats_table(prepared.stats, prepared.directory)
+        ) as display:
             result = api.train(
                 prepared,
                 run_dir=run_dir,
@@ -289,7 +306,16 @@ def train(corpus: tuple[str, ...], out: str | None, resume_dir: str | None, **op
         f"Done: {result.stop_reason}. {result.steps:,} steps in {result.elapsed:.0f}s, "
         f"best val loss {loss} nats/token ({bpc} bits/char). Model: {result.run_dir / 'best.pt'}"
     )
-    click.echo(f"Generate with: charrnn generate {result.run_dir}")
+    from .console import write_model_text
+    from .sampling import LanguageModel
+
+    sample = LanguageModel.load(result.run_dir).generate(length=FINAL_SAMPLE_LENGTH, seed=0)
+    click.echo(f"\nWhat it writes now ({FINAL_SAMPLE_LENGTH} tokens, temperature 0.8):\n")
+    write_model_text(sample if sample.endswith("\n") else sample + "\n")
+    click.echo(f"\nMore with: charrnn generate {result.run_dir} --prime TEXT")
+
+
+FINAL_SAMPLE_LENGTH = 300
 
 
 # -- info ------------------------------------------------------------------------------------

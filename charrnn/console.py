@@ -175,8 +175,9 @@ def byte_progress(console: Console, description: str) -> Progress:
 class TrainingDisplay:
     """Shows TrainEvents: a live panel on a terminal, plain log lines otherwise."""
 
-    def __init__(self, console: Console, total_hint: str = "") -> None:
+    def __init__(self, console: Console, header: Any = None) -> None:
         self.console = console
+        self.header = header  # printed once training has really started (options all valid)
         self.live_mode = console.is_terminal
         self.last: dict[str, Any] = {}
         self.samples: list[str] = []
@@ -235,6 +236,12 @@ class TrainingDisplay:
         return Panel(Group(*parts), title=last.get("title", "charrnn train"), border_style="cyan")
 
     def __call__(self, event: Any) -> None:
+        if event.kind == "start":
+            if self.header is not None:
+                self.console.print(self.header)
+            if self.live_mode and self.live is None:
+                self.live = Live(self._render(), console=self.console, refresh_per_second=4)
+                self.live.__enter__()
         last = self.last
         last.update(
             step=event.step, epoch=event.epoch, lr=event.lr, best_val_loss=event.best_val_loss

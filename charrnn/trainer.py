@@ -149,6 +149,7 @@ class Trainer:
         self.last_eval_step: int | None = None
         self.evals_without_improvement = 0
         self.lr_scale = 1.0
+        self.bad_steps = 0
         self.next_eval_time = (self.config.max_time or 0.0) / EVALS_PER_RUN
         self.hidden: Hidden | None = None
         self._stop_requested = False
@@ -342,9 +343,13 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit, foreach=True)
         loss_value, norm_value = loss.item(), norm.item()
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            # Skip the update, forget the (possibly poisoned) state, and go gentler.
             self.optimizer.zero_grad(set_to_none=True)
             self.hidden = None
+            self.lr_scale *= 0.5
+            self.bad_steps += 1
             return loss_value, norm_value
+        self.bad_steps = 0
         self.optimizer.step()
         self.hidden = detach_hidden(hidden)
         self.step += 1
@@ -426,7 +431,6 @@ class Trainer:
         self._emit("start", message=f"{self.model.num_parameters:,} parameters on {self.device}")
         previous_handler = self._install_interrupt_handler()
         window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
-        bad_steps = 0
         stop_reason = None
         interrupted = False
         try:
@@ -440,16 +444,12 @@ class Trainer:
                     break
                 loss, norm = self.train_step()
                 if not (math.isfinite(loss) and math.isfinite(norm)):
-                    bad_steps += 1
-                    self.lr_scale *= 0.5
-                    self._emit(
-                        "warning", message="non-finite loss or gradient: step skipped, lr halved"
-                    )
-                    if bad_steps >= self.config.max_bad_steps:
-                        self._recover(bad_steps)
-                        bad_steps = 0
+                    message = "non-finite loss or gradient: step skipped, lr halved"
+                    self._emit("warning", message=message)
+                    if self.bad_steps >= self.config.max_bad_steps:
+                        self._recover(self.bad_steps)
+                        self.bad_steps = 0
                     continue
-                bad_steps = 0
                 window_loss += loss
                 window_steps += 1
                 window_tokens += self.config.batch_size * self.config.bptt
