@@ -37,7 +37,7 @@ def build_checkpoint(workdir: Path, hidden: int, layers: int) -> Path:
     result = charrnn.train(
         [source],
         run_dir=workdir / "run",
-        model_config=ModelConfig(hidden=hidden, layers=layers, embed=64),
+        model_config=ModelConfig(hidden=hidden, layers=layers, embed=64, dropout=0.0),
         train_config=TrainConfig(
             max_steps=20, batch_size=32, bptt=64, eval_every=20, max_time=None
         ),

@@ -69,7 +69,7 @@ def charrnn_loop(prepared, args, steps: int, run_dir) -> float:
     )
     trainer = Trainer(
         prepared,
-        ModelConfig(hidden=args.hidden, layers=args.layers, embed=args.embed),
+        ModelConfig(hidden=args.hidden, layers=args.layers, embed=args.embed, dropout=0.0),
         config,
         run_dir,
     )

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "train": "api",
     "resume": "api",
-    "auto_size": "api",
+    "auto_size": "config",
     "load": "sampling",
     "LanguageModel": "sampling",
     "Sample": "sampling",

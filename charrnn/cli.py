@@ -293,7 +293,6 @@ def train(corpus: tuple[str, ...], out: str | None, resume_dir: str | None, **op
                 data_config=data_config,
                 model_config=ModelConfig(**model_values),
                 train_config=TrainConfig(**train_values),
-                explicit=set(given),
                 on_event=display,
             )
     bpc = f"{result.best_val_bpc:.4f}" if result.best_val_bpc is not None else "-"

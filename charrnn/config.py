@@ -19,6 +19,7 @@ EOS_MODES = ("line", "blank-line", "none")
 CELLS = ("lstm", "gru", "rnn", "rnn-relu")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_BUDGET = 600.0  # seconds: the run the defaults were tuned for
 
 
 def _check(condition: bool, message: str) -> None:
@@ -79,14 +80,18 @@ class ModelConfig:
 
     vocab_size: int = 0
     cell: str = "lstm"
-    layers: int = 2
-    hidden: int = 512
-    embed: int = 64
-    dropout: float = 0.0
+    layers: int | None = None  # None: chosen from the time budget (SIZE_TABLE)
+    hidden: int | None = None
+    embed: int | None = None
+    dropout: float | None = None
     tie_weights: bool = False
 
     def validate(self) -> ModelConfig:
         _choice("--cell", self.cell, CELLS)
+        _check(
+            None not in (self.layers, self.hidden, self.embed, self.dropout),
+            "model sizes left as None must be resolved first (charrnn.config.resolve_sizes)",
+        )
         _check(
             self.vocab_size >= 2, f"vocabulary must hold at least 2 tokens (got {self.vocab_size})"
         )
@@ -109,15 +114,15 @@ class TrainConfig:
     By default a run lasts ten minutes: the budget the defaults were tuned for (BENCHMARKS.md).
     """
 
-    batch_size: int = 32
-    bptt: int = 128
-    lr: float = 2e-3
+    batch_size: int | None = None  # None: chosen from the time budget (SIZE_TABLE)
+    bptt: int | None = None
+    lr: float | None = None
     optimizer: str = "adamw"
     weight_decay: float = 0.0
     clip: float = 1.0
     epochs: float | None = None
     max_steps: int | None = None
-    max_time: float | None = 600.0
+    max_time: float | None = DEFAULT_BUDGET
     warmup: int = 50
     eval_every: int | None = None  # None: ten evaluations over a planned run, else every 200 steps
     log_every: int = 10
@@ -131,6 +136,10 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         _choice("--optimizer", self.optimizer, OPTIMIZERS)
+        _check(
+            None not in (self.batch_size, self.bptt, self.lr),
+            "batch_size, bptt and lr left as None must be resolved first (resolve_sizes)",
+        )
         _choice("--device", self.device, DEVICES)
         _check(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
         _check(self.bptt >= 1, f"--bptt must be at least 1 (got {self.bptt})")
@@ -189,6 +198,35 @@ class SampleConfig:
             f"--top-p must be in (0, 1] (got {self.top_p})",
         )
         return self
+
+
+# Model and batch shape for a time budget on a 2-core CPU, calibrated on tinyshakespeare (see
+# BENCHMARKS.md): bigger models learn more per token but see fewer tokens in the time.
+# (budget up to, seconds) -> sizes. Rows beyond ten minutes are extrapolated, not measured.
+SIZE_TABLE: list[tuple[float, dict[str, Any]]] = [
+    (240, dict(layers=2, hidden=256, embed=64, dropout=0.0, batch_size=32, bptt=64, lr=3e-3)),
+    (1200, dict(layers=2, hidden=384, embed=64, dropout=0.1, batch_size=32, bptt=64, lr=3e-3)),
+    (math.inf, dict(layers=2, hidden=512, embed=64, dropout=0.2, batch_size=32, bptt=64, lr=2e-3)),
+]
+
+
+def auto_size(budget_seconds: float | None) -> dict[str, Any]:
+    """The table row for a time budget; without one, the row of the default ten-minute run."""
+    budget = budget_seconds if budget_seconds is not None else DEFAULT_BUDGET
+    return dict(next(row for limit, row in SIZE_TABLE if budget <= limit))
+
+
+def resolve_sizes(model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+    """Copies with every size left as None filled in from the time budget; explicit values win."""
+    row = auto_size(train.max_time)
+    model, train = dataclasses.replace(model), dataclasses.replace(train)
+    if model.tie_weights and model.embed is None:
+        model.embed = model.hidden if model.hidden is not None else row["hidden"]
+    for config in (model, train):
+        for name in {f.name for f in dataclasses.fields(config)} & row.keys():
+            if getattr(config, name) is None:
+                setattr(config, name, row[name])
+    return model, train
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")

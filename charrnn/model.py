@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig, TrainConfig, resolve_sizes
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -20,6 +20,7 @@ Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 class RNNLanguageModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        config, _ = resolve_sizes(config, TrainConfig())  # sizes left as None: the defaults
         self.config = config.validate()
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)

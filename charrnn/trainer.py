@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from . import checkpoint
 from .batching import StreamBatcher, eval_batches
 from .cache import PreparedCorpus
-from .config import DataConfig, ModelConfig, TrainConfig, to_dict
+from .config import DataConfig, ModelConfig, TrainConfig, resolve_sizes, to_dict
 from .errors import CharRNNError
 from .model import Hidden, RNNLanguageModel, detach_hidden
 
@@ -120,6 +120,7 @@ class Trainer:
         resume_state: dict | None = None,
     ) -> None:
         self.corpus = corpus
+        model_config, train_config = resolve_sizes(model_config, train_config)
         self.config = train_config.validate()
         self.data_config = data_config or DataConfig()
         self.run_dir = Path(run_dir)

@@ -36,7 +36,7 @@ def tiny_corpus(tmp_path) -> Path:
     return path
 
 
-TINY_MODEL = dict(hidden=16, embed=8, layers=1)
+TINY_MODEL = dict(hidden=16, embed=8, layers=1, dropout=0.0)
 TINY_TRAIN = dict(
     batch_size=4, bptt=8, lr=1e-2, warmup=0, eval_every=50, log_every=10, max_time=None
 )

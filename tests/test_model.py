@@ -43,4 +43,6 @@ def test_weight_tying_shares_the_matrix():
     model = RNNLanguageModel(ModelConfig(vocab_size=10, hidden=8, embed=8, tie_weights=True))
     assert model.decoder.weight is model.embedding.weight
     with pytest.raises(ConfigError, match="--tie-weights needs --embed equal to --hidden"):
-        ModelConfig(vocab_size=10, hidden=8, embed=4, tie_weights=True).validate()
+        ModelConfig(
+            vocab_size=10, layers=1, hidden=8, embed=4, dropout=0.0, tie_weights=True
+        ).validate()
