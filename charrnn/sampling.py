@@ -177,26 +177,13 @@ class LanguageModel:
         return logits.expand(batch, -1), state
 
     # -- generation --------------------------------------------------------------------------
-    def _run(
-        self,
-        prime: str,
-        length: int | None,
-        config: SampleConfig,
-        num_samples: int,
-        until_eos: bool,
-        lines: int | None,
-        acrostic: str | None,
-    ) -> Iterator[tuple[int, str]]:
-        """Yield (row, text piece) as tokens are generated; rows stop independently."""
+    def _make_rows(
+        self, config: SampleConfig, num_samples: int, acrostic: str | None
+    ) -> list[_Row]:
+        """One row per sample, each with its own seeded random stream and acrostic heads."""
         config.validate()
-        if length is not None and length < 0:
-            raise ConfigError(f"--length must be >= 0 (got {length})")
-        if lines is not None and lines < 1:
-            raise ConfigError(f"--lines must be >= 1 (got {lines})")
         if num_samples < 1:
             raise ConfigError(f"--num-samples must be >= 1 (got {num_samples})")
-        open_ended = until_eos or lines is not None or acrostic
-        cap = length if length is not None else (OPEN_LENGTH_CAP if open_ended else DEFAULT_LENGTH)
         base_seed = (
             config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
         )
@@ -211,8 +198,26 @@ class LanguageModel:
         for row in rows:
             if row.heads:
                 row.forced = row.heads.pop(0)
-        self._rows = rows
-        logits, state = self._condition(self.encode_prime(prime), num_samples)
+        return rows
+
+    def _run(
+        self,
+        prime: str,
+        length: int | None,
+        config: SampleConfig,
+        rows: list[_Row],
+        until_eos: bool,
+        lines: int | None,
+        acrostic: str | None,
+    ) -> Iterator[tuple[int, str]]:
+        """Yield (row, text piece) as tokens are generated; rows stop independently."""
+        if length is not None and length < 0:
+            raise ConfigError(f"--length must be >= 0 (got {length})")
+        if lines is not None and lines < 1:
+            raise ConfigError(f"--lines must be >= 1 (got {lines})")
+        open_ended = until_eos or lines is not None or acrostic
+        cap = length if length is not None else (OPEN_LENGTH_CAP if open_ended else DEFAULT_LENGTH)
+        logits, state = self._condition(self.encode_prime(prime), len(rows))
         decoders = [self.tokenizer.decoder() for _ in rows]
         steps = 0
         while steps < cap and not all(row.done for row in rows):
@@ -268,7 +273,8 @@ class LanguageModel:
     ) -> Iterator[str]:
         """Yield the continuation of `prime` piece by piece (the prime itself is not yielded)."""
         config = SampleConfig(temperature, top_k, top_p, greedy, seed)
-        for _, piece in self._run(prime, length, config, 1, until_eos, lines, acrostic):
+        rows = self._make_rows(config, 1, acrostic)
+        for _, piece in self._run(prime, length, config, rows, until_eos, lines, acrostic):
             yield piece
 
     def samples(
@@ -287,7 +293,8 @@ class LanguageModel:
     ) -> list[Sample]:
         """N samples in one batched pass, with their seeds and mean log-probabilities."""
         config = SampleConfig(temperature, top_k, top_p, greedy, seed)
-        for _ in self._run(prime, length, config, num_samples, until_eos, lines, acrostic):
+        rows = self._make_rows(config, num_samples, acrostic)
+        for _ in self._run(prime, length, config, rows, until_eos, lines, acrostic):
             pass
         return [
             Sample(
@@ -297,7 +304,7 @@ class LanguageModel:
                 seed=row.seed,
                 mean_logprob=row.logprob / row.tokens if row.tokens else 0.0,
             )
-            for row in self._rows
+            for row in rows
         ]
 
     def generate(self, prime: str = "", length: int | None = None, **options) -> str:

@@ -465,6 +465,9 @@ class Trainer:
                     window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, now
                 if self._eval_due():
                     self._run_eval()
+                    # tokens/s measures training, not evaluation: start a fresh window
+                    window_loss, window_steps, window_tokens = 0.0, 0, 0
+                    window_start = time.perf_counter()
                     if (
                         self.config.patience
                         and self.evals_without_improvement >= self.config.patience

@@ -7,20 +7,7 @@ from click.testing import CliRunner
 
 from charrnn.cli import cli
 
-TINY = [
-    "--hidden",
-    "16",
-    "--embed",
-    "8",
-    "--layers",
-    "1",
-    "--batch-size",
-    "4",
-    "--bptt",
-    "8",
-    "--lr",
-    "0.01",
-]
+from .conftest import TINY_CLI as TINY
 
 
 def test_train_writes_a_run_and_prints_a_sample(tiny_corpus, isolated):

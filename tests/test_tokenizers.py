@@ -25,19 +25,11 @@ def fitted(level: str, text: str, **options) -> Tokenizer:
     return build_tokenizer(config).fit([text], config)
 
 
+@pytest.mark.parametrize("level", ["char", "word"])
 @settings(max_examples=150, deadline=None)
 @given(text=text_strategy, eos=st.sampled_from(["line", "blank-line", "none"]))
-def test_char_round_trip(text, eos):
-    tokenizer = fitted("char", text or "x", eos=eos)
-    ids = tokenizer.encode(text)
-    assert UNK_ID not in ids.tolist()
-    assert tokenizer.decode(ids) == text
-
-
-@settings(max_examples=150, deadline=None)
-@given(text=text_strategy, eos=st.sampled_from(["line", "blank-line", "none"]))
-def test_word_round_trip(text, eos):
-    tokenizer = fitted("word", text or "x", eos=eos)
+def test_round_trip_property(level, text, eos):
+    tokenizer = fitted(level, text or "x", eos=eos)
     ids = tokenizer.encode(text)
     assert UNK_ID not in ids.tolist()
     assert tokenizer.decode(ids) == text

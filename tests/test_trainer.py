@@ -15,7 +15,7 @@ from charrnn.cache import prepare
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.trainer import Trainer, TrainingError
 
-from .conftest import TINY_MODEL, TINY_TRAIN
+from .conftest import TINY_CLI, TINY_MODEL, TINY_TRAIN
 
 
 def tiny_train(corpus, run_dir, steps=60, model=None, **train):
@@ -152,23 +152,9 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_prints_resume(tiny_corpus, tmp_p
             str(tiny_corpus),
             "--out",
             str(run_dir),
-            "--hidden",
-            "16",
-            "--embed",
-            "8",
-            "--layers",
-            "1",
-            "--batch-size",
-            "4",
-            "--bptt",
-            "8",
-            "--max-time",
-            "60s",
-            "--eval-every",
-            "100000",
-            "--log-every",
-            "5",
-        ],
+            *TINY_CLI,
+        ]
+        + "--max-time 60s --eval-every 100000 --log-every 5".split(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
