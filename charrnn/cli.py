@@ -115,7 +115,7 @@ def _prepare_with_progress(corpus: tuple[str, ...], data_config: DataConfig):
     from .console import byte_progress
 
     console = _console(stderr=True)
-    with byte_progress(console, "") as progress:
+    with byte_progress(console) as progress:
         tasks: dict[str, int] = {}
 
         def report(phase: str, done: int, total: int | None) -> None:
@@ -260,14 +260,9 @@ def train(corpus: tuple[str, ...], out: str | None, resume_dir: str | None, **op
     console = _console()
     model_fields = {"cell", "layers", "hidden", "embed", "dropout", "tie_weights"}
     data_config = _data_config(options)
-    if options.get("max_time") == "none":
-        options["max_time"] = None
-        no_time_limit = True
-    else:
-        no_time_limit = False
     given = {k: v for k, v in options.items() if v is not None}
-    if no_time_limit:
-        given["max_time"] = None
+    if given.get("max_time") == "none":
+        given["max_time"] = None  # no time limit: train until --patience, other budgets or Ctrl-C
     model_values = {k: v for k, v in given.items() if k in model_fields}
     train_values = {k: v for k, v in given.items() if k not in model_fields}
     if ("max_steps" in train_values or "epochs" in train_values) and "max_time" not in train_values:
@@ -621,7 +616,7 @@ def data_get(name: str, source_file: str | None, url: str | None) -> None:
     from .console import byte_progress
 
     console = _console(stderr=True)
-    with byte_progress(console, name) as progress:
+    with byte_progress(console) as progress:
         task = progress.add_task(f"downloading {name}", total=None)
 
         def report(done: int, total: int | None) -> None:

@@ -160,7 +160,7 @@ def score_table(scores: list, ranked: bool) -> Table:
     return table
 
 
-def byte_progress(console: Console, description: str) -> Progress:
+def byte_progress(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
