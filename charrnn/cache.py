@@ -8,6 +8,7 @@ the corpus twice (fit, then encode), so memory stays flat however large the corp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from . import catalog
-from .config import DataConfig
+from .config import DataConfig, from_dict
 from .corpus import CorpusError, CorpusSource, find_sources, fingerprint, iter_text
 from .tokenizers import EOS_ID, UNK_ID, Tokenizer, build_tokenizer
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: meta.json records the DataConfig
 TOP_TOKENS = 10
 
 
@@ -57,6 +58,8 @@ class PreparedCorpus:
     split: int  # index of the first validation token
     stats: CorpusStats
     directory: Path
+    config: DataConfig = field(default_factory=DataConfig)
+    origins: list[str] = field(default_factory=list)  # absolute paths of this call's inputs
 
     @property
     def train_ids(self) -> np.ndarray:
@@ -65,6 +68,11 @@ class PreparedCorpus:
     @property
     def val_ids(self) -> np.ndarray:
         return self.ids[self.split :]
+
+    @property
+    def key(self) -> str:
+        """The hash of the corpus bytes and data settings that names this cache."""
+        return self.directory.name.rsplit("-", 1)[-1]
 
     @property
     def val_chars_per_token(self) -> float:
@@ -99,19 +107,27 @@ def prepare(
     stem = Path(sources[0].name).stem if len(sources) == 1 else "multi"
     directory = Path(root) if root is not None else cache_root()
     directory = directory / f"{stem[:40]}-{config.level}-{key}"
+    origins = [str(s.path.absolute()) if s.path is not None else s.name for s in sources]
     if (directory / "meta.json").is_file():
-        return load_prepared(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
+        return dataclasses.replace(load_prepared(directory), origins=origins)
+    staging = None
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
         build(sources, config, staging, progress)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(staging, directory)
+    except OSError as error:
+        target = error.filename or directory
+        raise CorpusError(
+            f"cannot write the token cache ({target}): {error.strerror or error}; "
+            "set CHARRNN_DATA to a writable folder"
+        ) from None
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return load_prepared(directory)
+    return dataclasses.replace(load_prepared(directory), origins=origins)
 
 
 def _text(
@@ -191,6 +207,7 @@ def build(
         "format": CACHE_FORMAT,
         "dtype": np.dtype(dtype).name,
         "split": split,
+        "data_config": asdict(config),
         "stats": asdict(stats),
     }
     (directory / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
@@ -212,4 +229,5 @@ def load_prepared(directory: str | os.PathLike) -> PreparedCorpus:
         ids = np.zeros(0, dtype=meta["dtype"])
     else:
         ids = np.memmap(path, dtype=meta["dtype"], mode="r", shape=(stats.tokens,))
-    return PreparedCorpus(tokenizer, ids, meta["split"], stats, directory)
+    config = from_dict(DataConfig, meta.get("data_config", {}))
+    return PreparedCorpus(tokenizer, ids, meta["split"], stats, directory, config)

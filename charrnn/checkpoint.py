@@ -6,17 +6,19 @@ trainer's counters, the batcher position, the carried hidden state and RNG state
 with `torch.load(weights_only=True)`, so a file that smuggles pickled code is refused. Tensors
 are moved to the CPU before saving, so a model trained on a GPU samples anywhere.
 
-Run directory: `best.pt`, `latest.pt`, `config.json`, `metrics.jsonl`, `samples.txt`.
+The run directory's files and rules are in rundir.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -27,7 +29,6 @@ from .model import RNNLanguageModel
 from .tokenizers import Tokenizer
 
 FORMAT_VERSION = 1
-BEST, LATEST = "best.pt", "latest.pt"
 
 
 class CheckpointError(CharRNNError):
@@ -57,59 +58,51 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def save(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `state` to `path` atomically: temp file, flush + fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format_version": FORMAT_VERSION, "charrnn_version": __version__, **to_cpu(state)}
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as handle:
-        try:
-            torch.save(payload, handle)
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Temp file beside `path`, flush + fsync, rename, fsync the directory: a crash at any
+    moment leaves either the old file or the new one, and a failed write (disk full) leaves no
+    temp file. The file gets the user's umask (a temp file would otherwise stay 0600)."""
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        except BaseException:
-            handle.close()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+        os.replace(handle.name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
             os.unlink(handle.name)
-            raise
-    os.replace(handle.name, path)
+        raise
     _fsync_directory(path.parent)
     return path
 
 
-def write_json(path: Path, data: Any) -> None:
+def save(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a checkpoint dict to `path` atomically."""
+    path = Path(path)
+    payload = {"format_version": FORMAT_VERSION, "charrnn_version": __version__, **to_cpu(state)}
+    return _atomic_write(path, lambda handle: torch.save(payload, handle))
+
+
+def write_text(path: Path, text: str) -> Path:
+    return _atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))
+
+
+def write_json(path: Path, data: Any) -> Path:
     """config.json and friends: small, human-readable, also replaced atomically."""
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-    os.replace(handle.name, path)
+    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def resolve(target: str | os.PathLike | None, runs_root: str | os.PathLike = "checkpoints") -> Path:
-    """A checkpoint file from a file, a run directory (its best.pt) or, with None, the newest run."""
-    if target is None:
-        root = Path(runs_root)
-        candidates = sorted(
-            (p for p in root.glob("*/*.pt") if p.name in (BEST, LATEST)),
-            key=lambda p: p.stat().st_mtime,
-        )
-        if not candidates:
-            raise CheckpointError(
-                f"no checkpoint found under {root}/: train one with `charrnn train`"
-            )
-        newest_run = candidates[-1].parent
-        return newest_run / BEST if (newest_run / BEST).is_file() else candidates[-1]
-    path = Path(target)
-    if path.is_dir():
-        for name in (BEST, LATEST):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path}: no {BEST} or {LATEST} in this run directory")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    return path
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:160] if lines else type(error).__name__
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
@@ -119,32 +112,86 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"{path}: refused: not a plain checkpoint (weights_only load failed: {first[:120]})"
+            f"{path}: refused: the file holds pickled Python objects beyond tensors and plain "
+            "values, which could run code when loaded; only charrnn checkpoints are read"
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as error:
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({str(error).splitlines()[0][:120]})"
-        ) from None
+    except Exception as error:  # torch raises many kinds for a corrupt or foreign file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise CheckpointError(f"{path}: not a charrnn checkpoint")
-    if state["format_version"] > FORMAT_VERSION:
+    version = state["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path}: not a charrnn checkpoint (bad format_version {version!r})")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format {state['format_version']} is newer than this charrnn "
+            f"{path}: checkpoint format {version} is newer than this charrnn "
             f"({FORMAT_VERSION}); upgrade charrnn"
         )
     return state
 
 
-def build_model(state: dict[str, Any]) -> RNNLanguageModel:
-    model = RNNLanguageModel(from_dict(ModelConfig, state["model_config"]))
+def _require(state: dict[str, Any], key: str, kind: type, path: Path) -> Any:
+    value = state.get(key)
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{path}: damaged checkpoint: {key!r} is missing or malformed")
+    return value
+
+
+def check_model(state: dict[str, Any], path: str | os.PathLike = "checkpoint") -> ModelConfig:
+    """The model config of a checkpoint, after checking that every weight is present with the
+    shape the config implies. Nothing is allocated: the expected shapes come from a model built
+    on the meta device, so a config asking for 10^9 units is refused, not attempted."""
+    path = Path(path)
+    weights = _require(state, "model", dict, path)
+    try:
+        config = from_dict(ModelConfig, _require(state, "model_config", dict, path))
+        config.validate()
+    except (TypeError, ValueError, CharRNNError) as error:
+        raise CheckpointError(f"{path}: damaged checkpoint: bad model_config ({error})") from None
+    with torch.device("meta"):
+        expected = RNNLanguageModel(config).state_dict()
+    for name, tensor in expected.items():
+        stored = weights.get(name)
+        if not isinstance(stored, torch.Tensor) or not stored.is_floating_point():
+            raise CheckpointError(f"{path}: damaged checkpoint: weight {name!r} is missing")
+        if stored.shape != tensor.shape:
+            raise CheckpointError(
+                f"{path}: damaged checkpoint: {name!r} has shape {tuple(stored.shape)}, "
+                f"the model_config implies {tuple(tensor.shape)}"
+            )
+    return config
+
+
+def build_model(state: dict[str, Any], path: str | os.PathLike = "checkpoint") -> RNNLanguageModel:
+    model = RNNLanguageModel(check_model(state, path))
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def build_tokenizer(state: dict[str, Any], path: str | os.PathLike = "checkpoint") -> Tokenizer:
+    path = Path(path)
+    data = _require(state, "tokenizer", dict, path)
+    try:
+        tokenizer = Tokenizer.from_dict(data)
+    except Exception as error:  # a garbage sentencepiece model raises from C++
+        raise CheckpointError(
+            f"{path}: damaged checkpoint: unreadable tokenizer ({_first_line(error)})"
+        ) from None
+    vocab = (state.get("model_config") or {}).get("vocab_size")
+    if tokenizer.vocab_size != vocab:
+        raise CheckpointError(
+            f"{path}: damaged checkpoint: the tokenizer has {tokenizer.vocab_size} tokens, "
+            f"the model {vocab}"
+        )
+    return tokenizer
 
 
 def load_model(path: str | os.PathLike) -> tuple[RNNLanguageModel, Tokenizer, dict[str, Any]]:
     """Model (eval mode, CPU), tokenizer and the whole checkpoint dict."""
     state = load(path)
-    return build_model(state), Tokenizer.from_dict(state["tokenizer"]), state
+    tokenizer = build_tokenizer(state, path)
+    return build_model(state, path), tokenizer, state

@@ -9,7 +9,6 @@ import functools
 import json
 import sys
 import warnings
-from pathlib import Path
 
 import click
 
@@ -247,69 +246,70 @@ def _duration(ctx, param, value):
 @click.option(
     "--resume", "resume_dir", type=click.Path(), help="Continue the run in this directory."
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the run already in --out (it is kept otherwise)."
+)
 @friendly_errors
-def train(corpus: tuple[str, ...], out: str | None, resume_dir: str | None, **options) -> None:
+def train(
+    corpus: tuple[str, ...], out: str | None, resume_dir: str | None, overwrite: bool, **options
+) -> None:
     """Train a language model on CORPUS (files, directories, corpus names, or - for stdin).
 
     Without size options the model and batch shape follow the time budget (see README);
     explicit options always win. Ctrl-C saves latest.pt and prints the command that resumes.
+    On --resume, budget options (--max-steps, --max-time, --epochs) replace the run's budget.
     """
     from . import api
-    from .console import TrainingDisplay, corpus_stats_table
+    from .console import TrainingDisplay, corpus_stats_table, write_model_text
+    from .rundir import BEST, LATEST
 
     console = _console()
     model_fields = {"cell", "layers", "hidden", "embed", "dropout", "tie_weights"}
-    data_config = _data_config(options)
     given = {k: v for k, v in options.items() if v is not None}
     if given.get("max_time") == "none":
         given["max_time"] = None  # no time limit: train until --patience, other budgets or Ctrl-C
-    model_values = {k: v for k, v in given.items() if k in model_fields}
-    train_values = {k: v for k, v in given.items() if k not in model_fields}
-    if ("max_steps" in train_values or "epochs" in train_values) and "max_time" not in train_values:
-        train_values["max_time"] = None  # a step or epoch budget replaces the default 10 minutes
     if resume_dir:
-        if corpus:
-            raise ConfigError("--resume continues a run on its own corpus: give no CORPUS with it")
+        if corpus or out or overwrite:
+            raise ConfigError(
+                "--resume continues a run on its own corpus and directory: give no CORPUS, "
+                "--out or --overwrite with it"
+            )
         with TrainingDisplay(console) as display:
-            result = api.resume(resume_dir, overrides=train_values, on_event=display)
+            result = api.resume(resume_dir, overrides=given, on_event=display)
     else:
         if not corpus:
             raise ConfigError(
                 "give a CORPUS to train on (a file, directory, corpus name or -), or --resume RUN_DIR"
             )
+        data_config = _data_config(given)
         prepared = _prepare_with_progress(corpus, data_config)
-        run_dir = Path(out) if out else api.default_run_dir(corpus)
+        model_values = {k: v for k, v in given.items() if k in model_fields}
+        train_values = {k: v for k, v in given.items() if k not in model_fields}
         with TrainingDisplay(
             console, corpus_stats_table(prepared.stats, prepared.directory)
         ) as display:
             result = api.train(
                 prepared,
-                run_dir=run_dir,
-                data_config=data_config,
+                run_dir=out or api.default_run_dir(corpus),
                 model_config=ModelConfig(**model_values),
                 train_config=TrainConfig(**train_values),
                 on_event=display,
+                overwrite=overwrite,
             )
-    bpc = f"{result.best_val_bpc:.4f}" if result.best_val_bpc is not None else "-"
-    loss = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "-"
     if result.interrupted:
-        click.echo(f"Interrupted at step {result.steps}: saved {result.run_dir / 'latest.pt'}")
+        click.echo(f"Interrupted at step {result.steps}: saved {result.run_dir / LATEST}")
         click.echo(f"Resume with: charrnn train --resume {result.run_dir}")
         sys.exit(130)
+    bpc = f"{result.best_val_bpc:.4f}" if result.best_val_bpc is not None else "-"
+    loss = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "-"
     click.echo(
         f"Done: {result.stop_reason}. {result.steps:,} steps in {result.elapsed:.0f}s, "
-        f"best val loss {loss} nats/token ({bpc} bits/char). Model: {result.run_dir / 'best.pt'}"
+        f"best val loss {loss} nats/token ({bpc} bits/char). Model: {result.run_dir / BEST}"
     )
-    from .console import write_model_text
-    from .sampling import LanguageModel
-
-    sample = LanguageModel.load(result.run_dir).generate(length=FINAL_SAMPLE_LENGTH, seed=0)
-    click.echo(f"\nWhat it writes now ({FINAL_SAMPLE_LENGTH} tokens, temperature 0.8):\n")
+    click.echo(f"\nWhat it writes now ({api.FINAL_SAMPLE_LENGTH} tokens, temperature 0.8):\n")
+    sample = result.sample
     write_model_text(sample if sample.endswith("\n") else sample + "\n")
     click.echo(f"\nMore with: charrnn generate {result.run_dir} --prime TEXT")
-
-
-FINAL_SAMPLE_LENGTH = 300
 
 
 # -- info ------------------------------------------------------------------------------------
@@ -320,8 +320,9 @@ def info(checkpoint_path: str | None) -> None:
     """Show what a checkpoint (file or run directory) holds."""
     from . import checkpoint
     from .console import checkpoint_table
+    from .rundir import resolve_checkpoint
 
-    path = checkpoint.resolve(checkpoint_path)
+    path = resolve_checkpoint(checkpoint_path)
     state = checkpoint.load(path)
     parameters = sum(t.numel() for t in state["model"].values())
     if state["model_config"].get("tie_weights"):

@@ -20,6 +20,8 @@ CELLS = ("lstm", "gru", "rnn", "rnn-relu")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_BUDGET = 600.0  # seconds: the run the defaults were tuned for
+AUTO = "auto"  # max_time: ten minutes, unless a step or epoch budget is given
+BUDGET_FIELDS = ("max_steps", "max_time", "epochs")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -111,7 +113,9 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation loop. ``max_time`` is in seconds; None means no limit of that kind.
 
-    By default a run lasts ten minutes: the budget the defaults were tuned for (BENCHMARKS.md).
+    By default (``max_time="auto"``) a run lasts ten minutes, the budget the defaults were tuned
+    for (BENCHMARKS.md), unless ``max_steps`` or ``epochs`` is given: then that is the budget.
+    ``max_time=None`` with no other budget trains until --patience or Ctrl-C.
     """
 
     batch_size: int | None = None  # None: chosen from the time budget (SIZE_TABLE)
@@ -122,7 +126,7 @@ class TrainConfig:
     clip: float = 1.0
     epochs: float | None = None
     max_steps: int | None = None
-    max_time: float | None = DEFAULT_BUDGET
+    max_time: float | str | None = AUTO
     warmup: int = 50
     eval_every: int | None = None  # None: ten evaluations over a planned run, else every 200 steps
     log_every: int = 10
@@ -153,8 +157,9 @@ class TrainConfig:
             f"--max-steps must be at least 1 (got {self.max_steps})",
         )
         _check(
-            self.max_time is None or self.max_time > 0,
-            f"--max-time must be positive (got {self.max_time})",
+            self.max_time is None
+            or (isinstance(self.max_time, (int, float)) and self.max_time > 0),
+            f"--max-time must be a positive number of seconds (got {self.max_time!r})",
         )
         _check(
             self.eval_every is None or self.eval_every >= 1,
@@ -210,6 +215,26 @@ SIZE_TABLE: list[tuple[float, dict[str, Any]]] = [
 ]
 
 
+def resolve_budget(train: TrainConfig) -> TrainConfig:
+    """A copy with max_time "auto" turned into ten minutes, or into no time limit when a step or
+    epoch budget is given."""
+    if train.max_time != AUTO:
+        return dataclasses.replace(train)
+    other = train.max_steps is not None or train.epochs is not None
+    return dataclasses.replace(train, max_time=None if other else DEFAULT_BUDGET)
+
+
+def with_budget(train: TrainConfig, **budget: Any) -> TrainConfig:
+    """The config with a new budget: the budget options given replace all three (max_steps,
+    max_time, epochs), so `--max-steps 80` on resume is not cut short by an old time limit."""
+    unknown = set(budget) - set(BUDGET_FIELDS)
+    _check(not unknown, f"not a budget option: {', '.join(sorted(unknown))}")
+    if not budget:
+        return dataclasses.replace(train)
+    cleared = {name: None for name in BUDGET_FIELDS}
+    return resolve_budget(dataclasses.replace(train, **{**cleared, **budget}))
+
+
 def auto_size(budget_seconds: float | None) -> dict[str, Any]:
     """The table row for a time budget; without one, the row of the default ten-minute run."""
     budget = budget_seconds if budget_seconds is not None else DEFAULT_BUDGET
@@ -218,8 +243,9 @@ def auto_size(budget_seconds: float | None) -> dict[str, Any]:
 
 def resolve_sizes(model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
     """Copies with every size left as None filled in from the time budget; explicit values win."""
+    train = resolve_budget(train)
     row = auto_size(train.max_time)
-    model, train = dataclasses.replace(model), dataclasses.replace(train)
+    model = dataclasses.replace(model)
     if model.tie_weights and model.embed is None:
         model.embed = model.hidden if model.hidden is not None else row["hidden"]
     for config in (model, train):

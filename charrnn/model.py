@@ -74,6 +74,16 @@ class RNNLanguageModel(nn.Module):
         return SingleStep(self)
 
 
+def sequence_loss(
+    logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy in nats of (..., V) logits against (...) targets: the one loss that
+    training, evaluation and scoring share."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction
+    )
+
+
 def detach_hidden(hidden: Hidden | None) -> Hidden | None:
     """Cut the graph between BPTT chunks while keeping the state's values (repackage_hidden)."""
     if hidden is None:

@@ -23,6 +23,7 @@ from . import checkpoint
 from .config import SampleConfig
 from .errors import ConfigError
 from .model import RNNLanguageModel
+from .rundir import resolve_checkpoint
 from .tokenizers import EOS_ID, UNK_ID, Tokenizer
 
 DEFAULT_LENGTH = 500
@@ -135,7 +136,7 @@ class LanguageModel:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> LanguageModel:
         """From a checkpoint file, a run directory (best.pt) or None (the newest run)."""
-        model, tokenizer, state = checkpoint.load_model(checkpoint.resolve(path))
+        model, tokenizer, state = checkpoint.load_model(resolve_checkpoint(path))
         return cls(model, tokenizer, state)
 
     # -- encoding helpers --------------------------------------------------------------------
