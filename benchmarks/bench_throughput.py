@@ -63,7 +63,7 @@ def bare_loop(ids: torch.Tensor, vocab: int, args, steps: int) -> float:
     return steps * args.batch * args.bptt / (time.perf_counter() - started)
 
 
-def charrnn_loop(prepared, args, steps: int, run_dir) -> float:
+def charrnn_loop(prepared, args, steps: int) -> float:
     config = TrainConfig(
         batch_size=args.batch, bptt=args.bptt, lr=2e-3, max_time=None, max_steps=10**9
     )
@@ -71,7 +71,6 @@ def charrnn_loop(prepared, args, steps: int, run_dir) -> float:
         prepared,
         ModelConfig(hidden=args.hidden, layers=args.layers, embed=args.embed, dropout=0.0),
         config,
-        run_dir,
     )
     for _ in range(3):
         trainer.train_step()
@@ -103,7 +102,7 @@ def main() -> None:
         bare, ours = [], []
         for _ in range(args.rounds):  # interleaved, so drift in machine speed hits both alike
             bare.append(bare_loop(ids, vocab, args, args.steps))
-            ours.append(charrnn_loop(prepared, args, args.steps, f"{tmp}/run"))
+            ours.append(charrnn_loop(prepared, args, args.steps))
     peak = matmul_gflops()
     flops = lstm_flops_per_token(vocab, args.embed, args.hidden, args.layers)
     best_bare, best_ours = max(bare), max(ours)

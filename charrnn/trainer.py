@@ -13,63 +13,27 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from .batching import StreamBatcher, eval_batches
 from .cache import PreparedCorpus
-from .config import DataConfig, ModelConfig, TrainConfig, from_dict, resolve_sizes, to_dict
+from .config import DataConfig, ModelConfig, TrainConfig, resolve_sizes, to_dict
 from .devices import pick_device, use_threads
+from .events import EventCallback, TrainEvent, TrainResult
 from .guard import DivergenceGuard, TrainingError
 from .model import Hidden, RNNLanguageModel, detach_hidden, sequence_loss
 from .rundir import RunDir
 from .schedule import Progress, Schedule
+from .trainstate import capture, restore
 
 LN2 = math.log(2.0)
 EVAL_BPTT = 256
 
-__all__ = ["TrainEvent", "TrainResult", "Trainer", "TrainingError"]
+__all__ = ["EventCallback", "TrainEvent", "TrainResult", "Trainer", "TrainingError"]
 
-
-@dataclass
-class TrainEvent:
-    kind: str  # start | log | eval | sample | warning | end
-    step: int
-    epoch: float
-    tokens: int
-    elapsed: float
-    lr: float = 0.0
-    train_loss: float | None = None
-    val_loss: float | None = None
-    val_bpc: float | None = None
-    best_val_loss: float | None = None
-    grad_norm: float | None = None
-    tokens_per_sec: float | None = None
-    progress: float | None = None  # fraction of the planned run done, when the end is known
-    message: str = ""
-    text: str = ""
-    improved: bool = False
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path | None
-    steps: int
-    tokens: int
-    elapsed: float
-    best_val_loss: float | None
-    best_val_bpc: float | None
-    last_val_loss: float | None
-    stop_reason: str
-    interrupted: bool = False
-    history: list[dict] = field(default_factory=list)
-    sample: str = ""  # what the best model writes at the end of the run
-
-
-EventCallback = Callable[[TrainEvent], None]
 Sampler = Callable[[RNNLanguageModel, int], str]  # (model, step) -> sample text
 
 
@@ -122,7 +86,7 @@ class Trainer:
         self.history: list[dict] = []
         self.sources = corpus.origins or list(corpus.stats.sources)
         if resume_state is not None:
-            self._restore(resume_state)
+            restore(self, resume_state)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -132,75 +96,9 @@ class Trainer:
         cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
         return cls(params, lr=c.lr, weight_decay=c.weight_decay, foreach=True)
 
-    # -- state -----------------------------------------------------------------------------
-    def corpus_record(self) -> dict[str, Any]:
-        return {
-            "sources": self.sources,
-            "cache_dir": str(self.corpus.directory.absolute()),
-            "cache_key": self.corpus.key,
-            "val_chars_per_token": self.corpus.val_chars_per_token,
-            "characters": self.corpus.stats.characters,
-        }
-
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild the model, sample from it, or resume this run exactly."""
-        hidden = list(self.hidden) if isinstance(self.hidden, tuple) else self.hidden
-        counters = {
-            name: getattr(self, name)
-            for name in ("step", "tokens", "best_val_loss", "best_step", "last_val_loss")
-        }
-        counters.update(
-            elapsed=self.elapsed,
-            evals_without_improvement=self.evals_without_improvement,
-            plateau_scale=self.plateau_scale,
-            last_eval=asdict(self.last_eval) if self.last_eval else None,
-        )
-        return {
-            "model_config": to_dict(self.model.config),
-            "data_config": to_dict(self.data_config),
-            "train_config": to_dict(self.config),
-            "tokenizer": self.corpus.tokenizer.to_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "trainer": counters,
-            "schedule": self.schedule.state_dict(),
-            "guard": self.guard.state_dict(),
-            "batcher": self.batcher.state_dict(),
-            "hidden": hidden,
-            "rng": {"torch": torch.get_rng_state()},
-            "corpus": self.corpus_record(),
-            "metrics": {
-                "val_loss": self.last_val_loss,
-                "val_bpc": self.bpc(self.last_val_loss),
-                "best_val_loss": self.best_val_loss,
-                "best_val_bpc": self.bpc(self.best_val_loss),
-            },
-        }
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        counters = state["trainer"]
-        for name in ("step", "tokens", "best_val_loss", "best_step", "last_val_loss"):
-            setattr(self, name, counters[name])
-        self.elapsed_before = counters["elapsed"]
-        self.sources = state["corpus"]["sources"]  # where the run began, wherever it resumes
-        self.evals_without_improvement = counters["evals_without_improvement"]
-        self.plateau_scale = counters["plateau_scale"]
-        self.last_eval = Progress(**counters["last_eval"]) if counters["last_eval"] else None
-        self.guard.load_state_dict(state["guard"])
-        self.batcher.load_state_dict(state["batcher"])
-        # The schedule the run had; a new budget continues its LR curve (Schedule.extended).
-        before = Schedule(
-            from_dict(TrainConfig, state["train_config"]), self.schedule.steps_per_epoch
-        )
-        before.load_state_dict(state["schedule"])
-        self.schedule = before.extended(self.config, self.progress)
-        hidden = state["hidden"]
-        if isinstance(hidden, list):
-            hidden = tuple(h.to(self.device) for h in hidden)
-        self.hidden = hidden.to(self.device) if isinstance(hidden, torch.Tensor) else hidden
-        torch.set_rng_state(state["rng"]["torch"])
+        return capture(self)
 
     # -- measures --------------------------------------------------------------------------
     @property
@@ -346,7 +244,6 @@ class Trainer:
                     "model": to_dict(self.model.config),
                     "data": to_dict(self.data_config),
                     "train": to_dict(self.config),
-                    "corpus": self.corpus_record(),
                     "parameters": self.model.num_parameters,
                 }
             )

@@ -1,0 +1,94 @@
+"""What a checkpoint of a training run holds, and how a trainer is put back from one.
+
+Everything that makes a resume exact: weights, optimizer, counters, schedule, divergence guard,
+data position, carried hidden state and RNG, plus what is needed to rebuild the model and
+tokenizer anywhere and to find the corpus again (absolute paths, the token cache and its key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .config import TrainConfig, from_dict, to_dict
+from .schedule import Progress, Schedule
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+def corpus_record(trainer: Trainer) -> dict[str, Any]:
+    """Where the run's tokens come from: absolute source paths and the token cache."""
+    return {
+        "sources": trainer.sources,
+        "cache_dir": str(trainer.corpus.directory.absolute()),
+        "cache_key": trainer.corpus.key,
+        "val_chars_per_token": trainer.corpus.val_chars_per_token,
+        "characters": trainer.corpus.stats.characters,
+    }
+
+
+def capture(trainer: Trainer) -> dict[str, Any]:
+    """Everything needed to rebuild the model, sample from it, or resume this run exactly."""
+    hidden = list(trainer.hidden) if isinstance(trainer.hidden, tuple) else trainer.hidden
+    counters = {
+        name: getattr(trainer, name)
+        for name in ("step", "tokens", "best_val_loss", "best_step", "last_val_loss")
+    }
+    counters.update(
+        elapsed=trainer.elapsed,
+        evals_without_improvement=trainer.evals_without_improvement,
+        plateau_scale=trainer.plateau_scale,
+        last_eval=asdict(trainer.last_eval) if trainer.last_eval else None,
+    )
+    return {
+        "model_config": to_dict(trainer.model.config),
+        "data_config": to_dict(trainer.data_config),
+        "train_config": to_dict(trainer.config),
+        "tokenizer": trainer.corpus.tokenizer.to_dict(),
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "trainer": counters,
+        "schedule": trainer.schedule.state_dict(),
+        "guard": trainer.guard.state_dict(),
+        "batcher": trainer.batcher.state_dict(),
+        "hidden": hidden,
+        "rng": {"torch": torch.get_rng_state()},
+        "corpus": corpus_record(trainer),
+        "metrics": {
+            "val_loss": trainer.last_val_loss,
+            "val_bpc": trainer.bpc(trainer.last_val_loss),
+            "best_val_loss": trainer.best_val_loss,
+            "best_val_bpc": trainer.bpc(trainer.best_val_loss),
+        },
+    }
+
+
+def restore(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Put a trainer back exactly where `capture` found it; a new budget in its config
+    continues the LR curve (Schedule.extended)."""
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    counters = state["trainer"]
+    for name in ("step", "tokens", "best_val_loss", "best_step", "last_val_loss"):
+        setattr(trainer, name, counters[name])
+    trainer.elapsed_before = counters["elapsed"]
+    trainer.sources = state["corpus"]["sources"]  # where the run began, wherever it resumes
+    trainer.evals_without_improvement = counters["evals_without_improvement"]
+    trainer.plateau_scale = counters["plateau_scale"]
+    trainer.last_eval = Progress(**counters["last_eval"]) if counters["last_eval"] else None
+    trainer.guard.load_state_dict(state["guard"])
+    trainer.batcher.load_state_dict(state["batcher"])
+    # The schedule the run had; a new budget continues its LR curve (Schedule.extended).
+    before = Schedule(
+        from_dict(TrainConfig, state["train_config"]), trainer.schedule.steps_per_epoch
+    )
+    before.load_state_dict(state["schedule"])
+    trainer.schedule = before.extended(trainer.config, trainer.progress)
+    hidden = state["hidden"]
+    if isinstance(hidden, list):
+        hidden = tuple(h.to(trainer.device) for h in hidden)
+    trainer.hidden = hidden.to(trainer.device) if isinstance(hidden, torch.Tensor) else hidden
+    torch.set_rng_state(state["rng"]["torch"])
