@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import SampleConfig
+from .config import SampleConfig, check_text
+from .decoding import Decoding, Row, Sampler, Stops, decode
 from .errors import ConfigError
-from .sampling import LanguageModel, draw, filter_probs
-from .tokenizers import EOS_ID
+from .sampling import LanguageModel
 
 HELP = """\
 /help            this list
@@ -76,13 +76,14 @@ class ChatSession:
         self.transcript.clear()
 
     def _feed_text(self, text: str) -> None:
-        ids = self.model.tokenizer.encode(text).tolist()
-        if ids:
+        ids = self.model.encode(text, "your message")
+        if len(ids):
             self.logits, self.state = self.model.feed(ids, self.state)
 
     # -- turns -------------------------------------------------------------------------------
     def reply(self, user_text: str) -> Iterator[str]:
         """Read the user's line into the state, then yield the reply piece by piece."""
+        check_text("your message", user_text)
         self.transcript.append(Turn("user", user_text))
         self._feed_text(self.user_prefix + user_text + self.turn_end + self.bot_prefix)
         self._before_reply = (self.logits, self.state)
@@ -98,29 +99,21 @@ class ChatSession:
         return self._sample_reply()
 
     def _sample_reply(self) -> Iterator[str]:
-        decoder = self.model.tokenizer.decoder()
-        stepper = self.model.stepper
-        pieces: list[str] = []
-        ended = False
+        """The shared decoding loop, one row, stopping at the end of the line."""
+        row = Row(seed=self.sampling.seed or 0, rng=self.rng)
+        decoding = Decoding(self.logits, self.state, [row])
+        stops = Stops(length=self.max_reply, line_end=True)
+        strategy = Sampler(self.sampling)
         try:
-            for _ in range(self.max_reply):
-                token = int(draw(filter_probs(self.logits.numpy(), self.sampling), [self.rng])[0])
-                piece = decoder(token)
-                self.logits, self.state = stepper(torch.tensor([token]), self.state)
-                if token == EOS_ID or "\n" in piece:
-                    head = piece.split("\n", 1)[0] if token != EOS_ID else ""
-                    if head:
-                        pieces.append(head)
-                        yield head
-                    ended = True
-                    break
-                if piece:
-                    pieces.append(piece)
-                    yield piece
-            if not ended:  # cut at max_reply: close the turn so the next one starts afresh
-                self._feed_text(self.turn_end)
+            for _, piece in decode(
+                decoding, self.model.stepper, self.model.tokenizer, strategy, stops
+            ):
+                yield piece
         finally:
-            self.transcript.append(Turn("bot", "".join(pieces)))
+            self.logits, self.state = decoding.logits, decoding.state
+            self.transcript.append(Turn("bot", row.text))
+            if row.done and not row.ended_line:  # cut at --max-reply: close the turn
+                self._feed_text(self.turn_end)
 
     # -- slash commands ----------------------------------------------------------------------
     def command(self, line: str) -> CommandResult:
@@ -151,8 +144,7 @@ class ChatSession:
                 self.sampling = replace(self.sampling, temperature=float(argument)).validate()
                 return CommandResult(f"(temperature {self.sampling.temperature})")
             if name == "/topk":
-                value = int(argument)
-                self.sampling = replace(self.sampling, top_k=value or None).validate()
+                self.sampling = replace(self.sampling, top_k=int(argument) or None).validate()
                 return CommandResult(f"(top-k {self.sampling.top_k or 'off'})")
             if name == "/topp":
                 value = float(argument)

@@ -33,6 +33,39 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _check(value in choices, f"{name} must be one of {', '.join(choices)} (got {value!r})")
 
 
+def _between(name: str, value: Any, low: float, high: float, optional: bool = False) -> None:
+    """A finite number in [low, high] (None allowed when optional)."""
+    if value is None and optional:
+        return
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
+    _check(ok, f"{name} must be between {low:g} and {high:g} (got {value!r})")
+
+
+MAX_SEED = 2**63 - 1
+MAX_UNITS = 1 << 16  # hidden, embed, batch size, bptt: far past what fits in memory anyway
+MAX_PARAMETERS = 2_000_000_000
+
+
+def check_seed(name: str, seed: int | None) -> None:
+    _check(
+        seed is None or (isinstance(seed, int) and 0 <= seed <= MAX_SEED),
+        f"{name} must be between 0 and 2**63-1 (got {seed!r})",
+    )
+
+
+def check_text(name: str, text: str) -> None:
+    """Text from arguments or stdin that held invalid UTF-8 arrives with lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name} is not valid UTF-8 text") from None
+
+
 @dataclass
 class DataConfig:
     """How text becomes token ids."""
@@ -57,14 +90,11 @@ class DataConfig:
             f"--max-vocab must be at least 1 (got {self.max_vocab})",
         )
         _check(
-            self.vocab_size >= 300,
-            f"--vocab-size must be at least 300 for subword (256 byte pieces are reserved; "
-            f"got {self.vocab_size})",
+            isinstance(self.vocab_size, int) and 300 <= self.vocab_size <= 1_000_000,
+            f"--vocab-size must be between 300 and 1000000 for subword (256 byte pieces are "
+            f"reserved; got {self.vocab_size})",
         )
-        _check(
-            0.0 <= self.val_fraction < 1.0,
-            f"--val-fraction must be in [0, 1) (got {self.val_fraction})",
-        )
+        _between("--val-fraction", self.val_fraction, 0.0, 0.99)
         _check(
             self.errors in ("strict", "replace", "ignore"),
             "--errors must be strict, replace or ignore",
@@ -97,16 +127,34 @@ class ModelConfig:
         _check(
             self.vocab_size >= 2, f"vocabulary must hold at least 2 tokens (got {self.vocab_size})"
         )
-        _check(self.layers >= 1, f"--layers must be at least 1 (got {self.layers})")
-        _check(self.hidden >= 1, f"--hidden must be at least 1 (got {self.hidden})")
-        _check(self.embed >= 1, f"--embed must be at least 1 (got {self.embed})")
-        _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1) (got {self.dropout})")
+        _between("--layers", self.layers, 1, 64)
+        _between("--hidden", self.hidden, 1, MAX_UNITS)
+        _between("--embed", self.embed, 1, MAX_UNITS)
+        _check(
+            isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
+            f"--dropout must be in [0, 1) (got {self.dropout})",
+        )
+        _check(
+            self.parameters() <= MAX_PARAMETERS,
+            f"a model of {self.parameters():,} parameters is too large (at most "
+            f"{MAX_PARAMETERS:,}): lower --hidden, --layers or --embed",
+        )
         _check(
             not self.tie_weights or self.embed == self.hidden,
             f"--tie-weights needs --embed equal to --hidden (got embed {self.embed}, "
             f"hidden {self.hidden})",
         )
         return self
+
+    def parameters(self) -> int:
+        """How many weights the model will have (computed, nothing allocated)."""
+        gates = {"lstm": 4, "gru": 3}.get(self.cell, 1)
+        recurrent = sum(
+            gates * self.hidden * ((self.embed if layer == 0 else self.hidden) + self.hidden + 2)
+            for layer in range(self.layers)
+        )
+        decoder = 0 if self.tie_weights else self.hidden * self.vocab_size
+        return self.vocab_size * self.embed + recurrent + decoder + self.vocab_size
 
 
 @dataclass
@@ -145,33 +193,32 @@ class TrainConfig:
             "batch_size, bptt and lr left as None must be resolved first (resolve_sizes)",
         )
         _choice("--device", self.device, DEVICES)
-        _check(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
-        _check(self.bptt >= 1, f"--bptt must be at least 1 (got {self.bptt})")
-        _check(self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive (got {self.lr})")
-        _check(self.clip >= 0, f"--clip must be >= 0, 0 turns clipping off (got {self.clip})")
+        _between("--batch-size", self.batch_size, 1, MAX_UNITS)
+        _between("--bptt", self.bptt, 1, MAX_UNITS)
         _check(
-            self.epochs is None or self.epochs > 0, f"--epochs must be positive (got {self.epochs})"
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+            f"--lr must be a positive number (got {self.lr})",
         )
-        _check(
-            self.max_steps is None or self.max_steps >= 1,
-            f"--max-steps must be at least 1 (got {self.max_steps})",
-        )
+        _between("--weight-decay", self.weight_decay, 0.0, 1e6)
+        _between("--clip", self.clip, 0.0, 1e12)
+        _between("--epochs", self.epochs, 1e-9, 1e9, optional=True)
+        _between("--max-steps", self.max_steps, 1, 1e15, optional=True)
         _check(
             self.max_time is None
-            or (isinstance(self.max_time, (int, float)) and self.max_time > 0),
+            or (
+                isinstance(self.max_time, (int, float))
+                and math.isfinite(self.max_time)
+                and self.max_time > 0
+            ),
             f"--max-time must be a positive number of seconds (got {self.max_time!r})",
         )
-        _check(
-            self.eval_every is None or self.eval_every >= 1,
-            f"--eval-every must be at least 1 (got {self.eval_every})",
-        )
-        _check(self.log_every >= 1, f"--log-every must be at least 1 (got {self.log_every})")
-        _check(
-            self.patience is None or self.patience >= 1,
-            f"--patience must be at least 1 (got {self.patience})",
-        )
-        _check(self.sample_every >= 0, f"--sample-every must be >= 0 (got {self.sample_every})")
-        _check(self.warmup >= 0, f"--warmup must be >= 0 (got {self.warmup})")
+        _between("--eval-every", self.eval_every, 1, 1e15, optional=True)
+        _between("--log-every", self.log_every, 1, 1e15)
+        _between("--patience", self.patience, 1, 1e9, optional=True)
+        _between("--sample-every", self.sample_every, 0, 1e15)
+        _between("--warmup", self.warmup, 0, 1e15)
+        _between("--threads", self.threads, 1, 1024, optional=True)
+        check_seed("--seed", self.seed)
         return self
 
     @property
@@ -191,17 +238,20 @@ class SampleConfig:
     seed: int | None = None
 
     def validate(self) -> SampleConfig:
+        """top_k 0 and top_p 1 mean off, in the CLI, in chat and from Python alike."""
         _check(
-            self.temperature > 0 and math.isfinite(self.temperature),
+            isinstance(self.temperature, (int, float))
+            and math.isfinite(self.temperature)
+            and self.temperature > 0,
             f"--temperature must be > 0 (got {self.temperature}); use --greedy for argmax",
         )
+        _between("--top-k", self.top_k, 0, 1e9, optional=True)
         _check(
-            self.top_k is None or self.top_k >= 1, f"--top-k must be at least 1 (got {self.top_k})"
-        )
-        _check(
-            self.top_p is None or 0.0 < self.top_p <= 1.0,
+            self.top_p is None
+            or (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0),
             f"--top-p must be in (0, 1] (got {self.top_p})",
         )
+        check_seed("--seed", self.seed)
         return self
 
 

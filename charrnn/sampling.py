@@ -1,34 +1,38 @@
-"""Sampling and scoring with a trained model.
+"""A trained model you can generate from, stream, beam-search and score text with.
 
-`LanguageModel.load(path)` gives a model you can `generate()` from, `stream()` token by token, or
-`score()` text with. Sampling runs the prime through the fused model once, then steps one token at
-a time on `SingleStep`. `<unk>` is never emitted: its probability is removed before every draw
-(the same as drawing again until something else comes up). Each of N batched samples draws from
-its own seeded random stream, so sample i of a batch equals a single run with seed + i.
+`LanguageModel.load(path)` reads a checkpoint (file, run directory, or None for the newest run).
+Generation reads the prime through the fused model once, then steps one token at a time on
+`SingleStep` through the one decoding loop (decoding.py). `<unk>` is never emitted. Long texts
+(a 50 MB line to score, or typed into a chat) are read in chunks with the state carried, so
+memory stays flat.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import checkpoint
-from .config import SampleConfig
+from .config import SampleConfig, check_text
+from .decoding import Beam, Decoding, Row, Sampler, Stops, decode
 from .errors import ConfigError
-from .model import RNNLanguageModel
+from .model import RNNLanguageModel, sequence_loss
 from .rundir import resolve_checkpoint
 from .tokenizers import EOS_ID, UNK_ID, Tokenizer
 
 DEFAULT_LENGTH = 500
 OPEN_LENGTH_CAP = 10_000  # safety cap when stopping on <eos> or line counts
+FEED_TOKENS = 4096  # tokens per forward pass when reading long text
+TEXT_CHUNK = 1 << 20  # characters encoded at a time
 LN2 = math.log(2.0)
+_BOUNDARY = re.compile(r"\s(?=\S)")
 
 
 class UnknownPrimeWarning(UserWarning):
@@ -40,7 +44,7 @@ class Sample:
     prime: str
     text: str  # the generated continuation (acrostic heads included)
     tokens: int
-    seed: int
+    seed: int | None
     mean_logprob: float  # nats per generated token under the model (temperature 1)
 
 
@@ -56,74 +60,22 @@ class Score:
     perplexity: float  # per token
 
 
-@dataclass
-class _Row:
-    seed: int
-    rng: np.random.Generator
-    forced: list[int] = field(default_factory=list)
-    heads: list[list[int]] = field(default_factory=list)
-    pieces: list[str] = field(default_factory=list)
-    tokens: int = 0
-    logprob: float = 0.0
-    lines: int = 0
-    done: bool = False
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def filter_probs(logits: np.ndarray, config: SampleConfig) -> np.ndarray:
-    """(B, V) logits -> (B, V) probabilities after <unk> removal, temperature, top-k, top-p.
-
-    numpy, in float64: for one token at a time it costs a fraction of the torch calls.
-    """
-    logits = np.array(logits, dtype=np.float64)
-    logits[:, UNK_ID] = -np.inf
-    if config.greedy:
-        probs = np.zeros_like(logits)
-        probs[np.arange(len(logits)), logits.argmax(axis=1)] = 1.0
-        return probs
-    logits /= config.temperature
-    vocab = logits.shape[1]
-    if config.top_k is not None and config.top_k < vocab:
-        kth = -np.partition(-logits, config.top_k - 1, axis=1)[:, config.top_k - 1 : config.top_k]
-        logits[logits < kth] = -np.inf
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    if config.top_p is not None and config.top_p < 1.0:
-        order = np.argsort(-probs, axis=1, kind="stable")
-        ranked = np.take_along_axis(probs, order, axis=1)
-        before = np.cumsum(ranked, axis=1) - ranked  # mass of the tokens ranked above
-        ranked[before >= config.top_p] = 0.0
-        probs = np.zeros_like(probs)
-        np.put_along_axis(probs, order, ranked, axis=1)
-        probs /= probs.sum(axis=1, keepdims=True)
-    return probs
-
-
-def draw(probs: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray:
-    """One token per row by inverse CDF, each row with its own random stream."""
-    cdf = np.cumsum(probs, axis=1)
-    uniforms = np.array([rng.random() for rng in rngs]) * cdf[:, -1]
-    picks = (cdf <= uniforms[:, None]).sum(axis=1)
-    # a zero-probability token never has a CDF step of its own, so it is never picked
-    return np.minimum(picks, probs.shape[1] - 1)
-
-
-def split_heads(acrostic: str, tokenizer: Tokenizer) -> list[str]:
-    """Heads for an acrostic: comma- or space-separated words, else one per token (a character
-    for char models, a word or piece otherwise), so '春夏秋冬' gives four heads."""
-    if "," in acrostic:
-        return [head.strip() for head in acrostic.split(",") if head.strip()]
-    if any(ch.isspace() for ch in acrostic):
-        return acrostic.split()
-    return [tokenizer.decode([i]) for i in tokenizer.encode(acrostic).tolist()]
+def text_chunks(text: str, size: int = TEXT_CHUNK) -> Iterator[str]:
+    """Pieces of at most ~size characters, cut between whitespace and a word, so that no word
+    or separator is split and every tokenizer encodes the pieces as it would the whole."""
+    start = 0
+    while len(text) - start > size:
+        window = text[start : start + size]
+        cuts = list(_BOUNDARY.finditer(window, max(0, len(window) - 4096)))
+        end = start + (cuts[-1].start() + 1 if cuts else size)
+        yield text[start:end]
+        start = end
+    if start < len(text):
+        yield text[start:]
 
 
 class LanguageModel:
-    """A trained model with its tokenizer: generate, stream and score text."""
+    """A trained model with its tokenizer."""
 
     def __init__(
         self, model: RNNLanguageModel, tokenizer: Tokenizer, state: dict | None = None
@@ -139,10 +91,16 @@ class LanguageModel:
         model, tokenizer, state = checkpoint.load_model(resolve_checkpoint(path))
         return cls(model, tokenizer, state)
 
-    # -- encoding helpers --------------------------------------------------------------------
+    # -- reading text ------------------------------------------------------------------------
+    def encode(self, text: str, name: str = "text") -> np.ndarray:
+        check_text(name, text)
+        return np.concatenate(
+            [self.tokenizer.encode(piece) for piece in text_chunks(text)] or [np.zeros(0, int)]
+        )
+
     def encode_prime(self, prime: str) -> list[int]:
-        ids = self.tokenizer.encode(prime).tolist() if prime else []
-        unknown = sum(1 for i in ids if i == UNK_ID)
+        ids = self.encode(prime, "--prime").tolist() if prime else []
+        unknown = ids.count(UNK_ID)
         if unknown:
             warnings.warn(
                 f"{unknown} token(s) of the prime are not in the vocabulary and were read as <unk>",
@@ -152,22 +110,28 @@ class LanguageModel:
         return ids
 
     @torch.inference_mode()
-    def feed(self, ids: list[int], state: list | None = None) -> tuple[torch.Tensor, list]:
-        """Run ids through the model from `state` (None: a fresh start after an <eos>).
+    def feed(
+        self, ids: list[int] | np.ndarray, state: list | None = None
+    ) -> tuple[torch.Tensor, list]:
+        """Read ids into the model from `state` (None: a fresh start after an <eos>), in chunks.
 
         Returns the next-token logits (1, V) and the step state after the last id.
         """
+        ids = np.asarray(ids, dtype=np.int64)
         if state is None:
-            ids = [EOS_ID, *ids]
-        if not ids:
+            ids = np.concatenate([[EOS_ID], ids])
+        if len(ids) == 0:
             raise ConfigError("nothing to feed")
         hidden = None if state is None else self.stepper.to_hidden(state)
-        logits, hidden = self.model(torch.tensor([ids], dtype=torch.long), hidden)
+        for start in range(0, len(ids), FEED_TOKENS):
+            window = torch.from_numpy(ids[start : start + FEED_TOKENS]).unsqueeze(0)
+            logits, hidden = self.model(window, hidden)
         return logits[:, -1], self.stepper.from_hidden(hidden)
 
-    def _condition(self, ids: list[int], batch: int) -> tuple[torch.Tensor, list]:
-        """Run <eos> + prime through the model; the logits and state, repeated for each row."""
-        logits, state = self.feed(ids)
+    def start(self, prime: str, rows: list[Row]) -> Decoding:
+        """Read <eos> + prime once; the logits and state, repeated for each row."""
+        logits, state = self.feed(self.encode_prime(prime))
+        batch = len(rows)
         if batch > 1:
             state = [
                 tuple(t.expand(batch, -1).contiguous() for t in s)
@@ -175,89 +139,64 @@ class LanguageModel:
                 else s.expand(batch, -1).contiguous()
                 for s in state
             ]
-        return logits.expand(batch, -1), state
+        return Decoding(logits.expand(batch, -1).contiguous(), state, rows)
 
     # -- generation --------------------------------------------------------------------------
-    def _make_rows(
-        self, config: SampleConfig, num_samples: int, acrostic: str | None
-    ) -> list[_Row]:
-        """One row per sample, each with its own seeded random stream and acrostic heads."""
-        config.validate()
-        if num_samples < 1:
-            raise ConfigError(f"--num-samples must be >= 1 (got {num_samples})")
-        base_seed = (
-            config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
-        )
-        heads: list[list[int]] = []
-        if acrostic:
-            heads = [self.encode_prime(head) for head in split_heads(acrostic, self.tokenizer)]
-            heads = [h for h in heads if h]
-        rows = [
-            _Row(seed=base_seed + i, rng=np.random.default_rng(base_seed + i), heads=list(heads))
-            for i in range(num_samples)
+    def _rows(self, count: int, seed: int | None, acrostic: str | None) -> list[Row]:
+        if not 1 <= count <= 4096:
+            raise ConfigError(f"--num-samples must be between 1 and 4096 (got {count})")
+        base = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
+        heads = self.acrostic_heads(acrostic) if acrostic else []
+        return [
+            Row(
+                seed=base + i,
+                rng=np.random.default_rng(base + i),
+                forced=list(heads[0]) if heads else [],
+                heads=[list(h) for h in heads[1:]],
+                acrostic=bool(heads),
+            )
+            for i in range(count)
         ]
-        for row in rows:
-            if row.heads:
-                row.forced = row.heads.pop(0)
-        return rows
 
-    def _run(
-        self,
-        prime: str,
-        length: int | None,
-        config: SampleConfig,
-        rows: list[_Row],
-        until_eos: bool,
-        lines: int | None,
-        acrostic: str | None,
-    ) -> Iterator[tuple[int, str]]:
-        """Yield (row, text piece) as tokens are generated; rows stop independently."""
+    def acrostic_heads(self, acrostic: str) -> list[list[int]]:
+        """Heads for an acrostic: comma- or space-separated words, else one per token (a
+        character for char models), so '春夏秋冬' gives four. A head outside the vocabulary is an
+        error rather than a printed <unk>."""
+        check_text("--acrostic", acrostic)
+        if "," in acrostic:
+            words = [head.strip() for head in acrostic.split(",") if head.strip()]
+        elif any(ch.isspace() for ch in acrostic):
+            words = acrostic.split()
+        else:
+            words = [self.tokenizer.decode([i]) for i in self.tokenizer.encode(acrostic).tolist()]
+        heads = []
+        for word in words:
+            ids = self.tokenizer.encode(word).tolist()
+            if UNK_ID in ids or not ids:
+                raise ConfigError(f"acrostic head {word!r} is not in the model's vocabulary")
+            heads.append(ids)
+        if not heads:
+            raise ConfigError("--acrostic needs at least one head")
+        return heads
+
+    @staticmethod
+    def stops(
+        length: int | None, until_eos: bool, lines: int | None, acrostic: str | None
+    ) -> Stops:
         if length is not None and length < 0:
             raise ConfigError(f"--length must be >= 0 (got {length})")
         if lines is not None and lines < 1:
             raise ConfigError(f"--lines must be >= 1 (got {lines})")
-        open_ended = until_eos or lines is not None or acrostic
+        open_ended = until_eos or lines is not None or bool(acrostic)
         cap = length if length is not None else (OPEN_LENGTH_CAP if open_ended else DEFAULT_LENGTH)
-        logits, state = self._condition(self.encode_prime(prime), len(rows))
-        decoders = [self.tokenizer.decoder() for _ in rows]
-        steps = 0
-        while steps < cap and not all(row.done for row in rows):
-            scores = logits.numpy()
-            drawn = draw(filter_probs(scores, config), [row.rng for row in rows]).tolist()
-            log_probs = log_softmax(scores)
-            tokens = []
-            for index, row in enumerate(rows):
-                token = row.forced.pop(0) if row.forced else drawn[index]
-                tokens.append(token)
-                if row.done:
-                    continue
-                row.tokens += 1
-                row.logprob += float(log_probs[index, token])
-                piece = decoders[index](token)
-                if piece:
-                    row.pieces.append(piece)
-                    yield index, piece
-                ended_line = token == EOS_ID or "\n" in piece
-                if ended_line and not row.forced:
-                    row.lines += 1
-                    if until_eos and token == EOS_ID:
-                        row.done = True
-                    if lines is not None and row.lines >= lines:
-                        row.done = True
-                    if acrostic:
-                        if row.heads:
-                            row.forced = row.heads.pop(0)
-                        else:
-                            row.done = True
-            steps += 1
-            if all(row.done for row in rows) or steps >= cap:
-                break
-            logits, state = self.stepper(torch.tensor(tokens, dtype=torch.long), state)
-        for index, decoder in enumerate(decoders):
-            tail = decoder.flush()
-            if tail:
-                rows[index].pieces.append(tail)
-                yield index, tail
+        return Stops(length=cap, until_eos=until_eos, lines=lines)
+
+    def _samples(
+        self, prime: str, rows: list[Row], strategy, stops: Stops
+    ) -> Iterator[tuple[int, str]]:
+        decoding = self.start(prime, rows)
+        yield from decode(decoding, self.stepper, self.tokenizer, strategy, stops)
+        rows[:] = decoding.rows
 
     def stream(
         self,
@@ -272,10 +211,17 @@ class LanguageModel:
         lines: int | None = None,
         acrostic: str | None = None,
     ) -> Iterator[str]:
-        """Yield the continuation of `prime` piece by piece (the prime itself is not yielded)."""
-        config = SampleConfig(temperature, top_k, top_p, greedy, seed)
-        rows = self._make_rows(config, 1, acrostic)
-        for _, piece in self._run(prime, length, config, rows, until_eos, lines, acrostic):
+        """Yield the prime, then the continuation piece by piece (what `generate` returns)."""
+        strategy = Sampler(SampleConfig(temperature, top_k, top_p, greedy, seed))
+        stops = self.stops(length, until_eos, lines, acrostic)
+        rows = self._rows(1, seed, acrostic)
+        pieces = self._samples(prime, rows, strategy, stops)
+        first = next(pieces, None)  # the prime is read (and warned about) before anything shows
+        if prime:
+            yield prime
+        if first is not None:
+            yield first[1]
+        for _, piece in pieces:
             yield piece
 
     def samples(
@@ -292,45 +238,83 @@ class LanguageModel:
         lines: int | None = None,
         acrostic: str | None = None,
     ) -> list[Sample]:
-        """N samples in one batched pass, with their seeds and mean log-probabilities."""
-        config = SampleConfig(temperature, top_k, top_p, greedy, seed)
-        rows = self._make_rows(config, num_samples, acrostic)
-        for _ in self._run(prime, length, config, rows, until_eos, lines, acrostic):
+        """N samples in one batched pass (sample i uses seed + i), with mean log-probabilities."""
+        strategy = Sampler(SampleConfig(temperature, top_k, top_p, greedy, seed))
+        stops = self.stops(length, until_eos, lines, acrostic)
+        rows = self._rows(num_samples, seed, acrostic)
+        for _ in self._samples(prime, rows, strategy, stops):
             pass
-        return [
-            Sample(
-                prime=prime,
-                text="".join(row.pieces),
-                tokens=row.tokens,
-                seed=row.seed,
-                mean_logprob=row.logprob / row.tokens if row.tokens else 0.0,
+        return [self._sample(prime, row, row.seed) for row in rows]
+
+    def beam(
+        self,
+        prime: str = "",
+        width: int = 5,
+        length: int | None = None,
+        until_eos: bool = False,
+        lines: int | None = None,
+        acrostic: str | None = None,
+        num_samples: int = 1,
+        length_penalty: float = 0.0,
+    ) -> list[Sample]:
+        """The most probable continuations under the model (beam search of `width`), best first.
+
+        `length_penalty` a > 0 ranks by log P / length**a, so a longer continuation is not
+        beaten merely for having more terms."""
+        if not 1 <= width <= 1024:
+            raise ConfigError(f"--beam must be between 1 and 1024 (got {width})")
+        if not 1 <= num_samples <= width:
+            raise ConfigError(
+                f"--num-samples must be between 1 and --beam {width} with beam search"
             )
-            for row in rows
-        ]
+        if not (math.isfinite(length_penalty) and length_penalty >= 0):
+            raise ConfigError(f"--length-penalty must be >= 0 (got {length_penalty})")
+        stops = self.stops(length, until_eos, lines, acrostic)
+        strategy = Beam(width, length_penalty)
+        rows = self._rows(1, 0, acrostic)
+        for _ in self._samples(prime, rows, strategy, stops):
+            pass
+        rows.sort(key=lambda row: -strategy.rank(row.logprob, row.tokens))
+        return [self._sample(prime, row, None) for row in rows[:num_samples]]
+
+    @staticmethod
+    def _sample(prime: str, row: Row, seed: int | None) -> Sample:
+        mean = row.logprob / row.tokens if row.tokens else 0.0
+        return Sample(prime, row.text, row.tokens, seed, mean)
 
     def generate(self, prime: str = "", length: int | None = None, **options) -> str:
         """The prime followed by one sampled continuation, as a string."""
-        return prime + self.samples(prime, length, num_samples=1, **options)[0].text
+        return "".join(self.stream(prime, length, **options))
 
     # -- scoring -----------------------------------------------------------------------------
     @torch.inference_mode()
     def score(self, text: str) -> Score:
-        """log P(text) as a product of per-token conditionals, starting after an <eos>."""
-        ids = self.tokenizer.encode(text).tolist()
-        if not ids:
-            raise ConfigError("cannot score empty text")
-        context = torch.tensor([[EOS_ID, *ids]], dtype=torch.long)
-        logits, _ = self.model(context[:, :-1])
-        nats = F.cross_entropy(logits[0], context[0, 1:], reduction="sum").item()
+        """log P(text) as a product of per-token conditionals, starting after an <eos>; read in
+        chunks with the state carried, so any length fits in memory."""
+        check_text("TEXT", text)
+        nats, tokens, unknown = 0.0, 0, 0
+        previous, hidden = EOS_ID, None
+        for piece in text_chunks(text):
+            ids = self.tokenizer.encode(piece)
+            unknown += int((ids == UNK_ID).sum())
+            for start in range(0, len(ids), FEED_TOKENS):
+                targets = torch.from_numpy(ids[start : start + FEED_TOKENS].astype(np.int64))
+                inputs = torch.cat([torch.tensor([previous]), targets[:-1]])
+                logits, hidden = self.model(inputs.unsqueeze(0), hidden)
+                nats += sequence_loss(logits, targets.unsqueeze(0), reduction="sum").item()
+                tokens += len(targets)
+                previous = int(targets[-1])
+        if not tokens:
+            raise ConfigError("nothing to score: the text is empty")
         return Score(
             text=text,
-            tokens=len(ids),
+            tokens=tokens,
             characters=len(text),
-            unknown=sum(1 for i in ids if i == UNK_ID),
+            unknown=unknown,
             logprob=-nats,
-            nats_per_token=nats / len(ids),
+            nats_per_token=nats / tokens,
             bits_per_char=nats / max(1, len(text)) / LN2,
-            perplexity=math.exp(min(700.0, nats / len(ids))),
+            perplexity=math.exp(min(700.0, nats / tokens)),
         )
 
 

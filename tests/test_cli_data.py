@@ -83,7 +83,7 @@ def test_prepare_word_level_and_stdin():
         (["bad.txt"], "invalid utf-8 at byte 3"),
         (["emptydir"], "no text files"),
         (["good.txt", "--max-vocab", "0"], "--max-vocab must be at least 1"),
-        (["good.txt", "--val-fraction", "1.5"], "--val-fraction must be in [0, 1)"),
+        (["good.txt", "--val-fraction", "1.5"], "--val-fraction must be between 0 and 0.99"),
     ],
 )
 def test_prepare_bad_input_is_one_line(tmp_path, args, message):
