@@ -1,8 +1,11 @@
-"""The Python entry points for training: `train()` a run from a corpus, `resume()` one.
+"""The front door: every command of the CLI is one function here, usable from Python with the
+same defaults and checks.
 
-This is what the CLI calls; it wires corpus preparation, the run directory, the trainer and the
-sampler together without knowing anything about terminals. Ctrl-C is handled here, not in the
-training loop: the first one asks the trainer to stop after its step and save latest.pt.
+    prepare()  train()  resume()  load()  score_texts()  chat()  info()  corpora()  fetch_corpus()
+
+It wires corpus preparation, the run directory, the trainer and the sampler together without
+knowing anything about terminals. Ctrl-C during training is handled here, not in the training
+loop: the first one asks the trainer to stop after its step and save latest.pt.
 """
 
 from __future__ import annotations
@@ -18,26 +21,49 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import catalog, checkpoint
 from .cache import PreparedCorpus, load_prepared, prepare
+from .chat import ChatSession
 from .config import (
     BUDGET_FIELDS,
     DataConfig,
     ModelConfig,
+    SampleConfig,
     TrainConfig,
+    check_text,
     from_dict,
     with_budget,
 )
+from .corpus import read_corpus
 from .errors import ConfigError
 from .model import RNNLanguageModel
-from .rundir import RunDir, RunDirError
-from .sampling import LanguageModel, load
+from .rundir import RunDir, RunDirError, resolve_checkpoint
+from .sampling import LanguageModel, Score, load
 from .trainer import EventCallback, Trainer, TrainResult
 
-__all__ = ["default_run_dir", "load", "resume", "train"]
+__all__ = [
+    "CheckpointInfo",
+    "chat",
+    "corpora",
+    "default_run_dir",
+    "fetch_corpus",
+    "info",
+    "load",
+    "prepare",
+    "resume",
+    "score_texts",
+    "train",
+]
 
 FINAL_SAMPLE_LENGTH = 300
 # What may change when a run is resumed: its budget and how often it reports.
 RESUMABLE_FIELDS = (*BUDGET_FIELDS, "eval_every", "log_every", "patience", "sample_every")
+
+
+def checkpoint_file(result: TrainResult, which: str) -> Path:
+    """The path of a finished run's "best" or "latest" checkpoint."""
+    run = RunDir(result.run_dir)
+    return run.best if which == "best" else run.latest
 
 
 def default_run_dir(
@@ -189,3 +215,93 @@ def _training_sampler(corpus: PreparedCorpus, config: TrainConfig, prime: str):
         return generator.generate(prime, config.sample_length, seed=config.seed + step)
 
     return sample
+
+
+# -- using a model ---------------------------------------------------------------------------
+def score_texts(
+    model: LanguageModel,
+    text: str | None = None,
+    file: str | os.PathLike | None = None,
+    per_line: bool = False,
+) -> list[Score]:
+    """Score TEXT or a file's text as a whole, or each non-empty line ranked most likely first."""
+    if (text is None) == (file is None):
+        raise ConfigError("give either TEXT or --file FILE")
+    if file is not None:
+        text = read_corpus([file])
+    check_text("TEXT", text)
+    pieces = [line for line in text.splitlines() if line.strip()] if per_line else [text]
+    if not pieces:
+        raise ConfigError("nothing to score: the text has no lines")
+    scores = [model.score(piece) for piece in pieces]
+    if per_line:
+        scores.sort(key=lambda s: s.logprob, reverse=True)
+    return scores
+
+
+def chat(
+    target: str | os.PathLike | LanguageModel | None = None,
+    sampling: SampleConfig | None = None,
+    user_prefix: str = "",
+    bot_prefix: str = "",
+    max_reply: int = 200,
+) -> ChatSession:
+    """A conversation with a model (a checkpoint, run directory, None for the newest run, or a
+    loaded model); its `reply(text)` yields the answer piece by piece."""
+    model = target if isinstance(target, LanguageModel) else load(target)
+    return ChatSession(model, sampling or SampleConfig(), user_prefix, bot_prefix, max_reply)
+
+
+@dataclasses.dataclass
+class CheckpointInfo:
+    path: Path
+    model: ModelConfig
+    parameters: int
+    tokenizer: dict[str, Any]  # level, eos, vocabulary
+    data: dict[str, Any]
+    sources: list[str]
+    counters: dict[str, Any]
+    metrics: dict[str, Any]
+    format: str
+
+
+def info(target: str | os.PathLike | None = None) -> CheckpointInfo:
+    """What a checkpoint (file, run directory, or None for the newest run) holds."""
+    path = resolve_checkpoint(target)
+    state = checkpoint.load(path)
+    config = checkpoint.check_model(state, path)
+    tokenizer = checkpoint.build_tokenizer(state, path)
+    return CheckpointInfo(
+        path=path,
+        model=config,
+        parameters=config.parameters(),
+        tokenizer={
+            "level": tokenizer.level,
+            "eos": tokenizer.eos,
+            "vocabulary": tokenizer.vocab_size,
+        },
+        data=state.get("data_config") or {},
+        sources=list((state.get("corpus") or {}).get("sources", [])),
+        counters=state.get("trainer") or {},
+        metrics=state.get("metrics") or {},
+        format=f"v{state['format_version']}, charrnn {state.get('charrnn_version', '?')}",
+    )
+
+
+def corpora() -> list[tuple[catalog.CatalogEntry, bool]]:
+    """The corpora known by name, each with whether it is installed here."""
+    return [(entry, catalog.is_present(name)) for name, entry in catalog.CATALOG.items()]
+
+
+def fetch_corpus(
+    name: str,
+    source_file: str | os.PathLike | None = None,
+    url: str | None = None,
+    progress: catalog.ProgressCallback | None = None,
+) -> Path:
+    """Download corpus NAME (or install it from a local copy), checking size and sha256."""
+    return catalog.fetch(name, source_file=source_file, url=url, progress=progress)
+
+
+def corpora_folder() -> Path:
+    return catalog.data_dir() / "corpora"

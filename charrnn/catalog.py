@@ -142,12 +142,17 @@ def _check_bytes(entry: CatalogEntry, data: bytes, origin: str) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except OSError as error:
+        raise CatalogError(
+            f"cannot write {path}: {error.strerror or error}; set CHARRNN_DATA to a writable folder"
+        ) from None
 
 
 ProgressCallback = Callable[[int, int | None], None]

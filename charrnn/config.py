@@ -19,6 +19,9 @@ EOS_MODES = ("line", "blank-line", "none")
 CELLS = ("lstm", "gru", "rnn", "rnn-relu")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+SUBWORD_MODELS = ("unigram", "bpe")
+MODEL_SIZE_FIELDS = ("cell", "layers", "hidden", "embed", "dropout", "tie_weights")
+DECODING_ERRORS = ("strict", "replace", "ignore")
 DEFAULT_BUDGET = 600.0  # seconds: the run the defaults were tuned for
 AUTO = "auto"  # max_time: ten minutes, unless a step or epoch budget is given
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs")
@@ -83,7 +86,7 @@ class DataConfig:
     def validate(self) -> DataConfig:
         _choice("--level", self.level, LEVELS)
         _choice("--eos", self.eos, EOS_MODES)
-        _choice("--subword-model", self.subword_model, ("unigram", "bpe"))
+        _choice("--subword-model", self.subword_model, SUBWORD_MODELS)
         _check(self.min_count >= 1, f"--min-count must be at least 1 (got {self.min_count})")
         _check(
             self.max_vocab is None or self.max_vocab >= 1,
@@ -96,7 +99,7 @@ class DataConfig:
         )
         _between("--val-fraction", self.val_fraction, 0.0, 0.99)
         _check(
-            self.errors in ("strict", "replace", "ignore"),
+            self.errors in DECODING_ERRORS,
             "--errors must be strict, replace or ignore",
         )
         return self

@@ -1,0 +1,83 @@
+"""`charrnn chat`: a thin terminal loop over api.chat() (a ChatSession)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..config import SampleConfig
+from ..errors import CharRNNError
+from .base import cli, console, fail, friendly_errors, sampling_options
+
+
+@cli.command()
+@click.argument("checkpoint_path", metavar="[CHECKPOINT|RUN_DIR]", required=False)
+@sampling_options
+@click.option("--user-prefix", default="", help="Put before each of your turns (e.g. 'Q: ').")
+@click.option("--bot-prefix", default="", help="Put before each reply (e.g. 'A: ').")
+@click.option(
+    "--max-reply", type=int, default=200, show_default=True, help="Longest reply, in tokens."
+)
+@friendly_errors
+def chat(
+    checkpoint_path, temperature, top_k, top_p, seed, user_prefix, bot_prefix, max_reply
+) -> None:
+    """Talk to a model in the terminal; it remembers the conversation. /help lists commands."""
+    from .. import api
+    from ..console import chat_header, write_model_text
+
+    sampling = SampleConfig(temperature, top_k, top_p, False, seed)
+    session = api.chat(checkpoint_path, sampling, user_prefix, bot_prefix, max_reply)
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")  # bad bytes: a clear error, not a crash
+    interactive = sys.stdin.isatty()
+    if interactive:
+        import readline  # noqa: F401  (arrow-key history for input())
+
+        console().print(chat_header(session.model, session, checkpoint_path or "newest run"))
+
+    def show(stream) -> None:
+        if interactive:
+            click.secho("bot> ", fg="green", nl=False)
+        try:
+            for piece in stream:
+                write_model_text(piece)
+        except KeyboardInterrupt:
+            stream.close()
+            click.echo(" [interrupted]", nl=False)
+        click.echo()
+
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except EOFError:
+            if interactive:
+                click.echo()
+            return
+        except KeyboardInterrupt:
+            click.echo()
+            continue
+        try:
+            if line.startswith("/"):
+                result = session.command(line)
+                if result.quit:
+                    return
+                if result.stream is not None:
+                    show(result.stream)
+                elif result.message:
+                    write_model_text(result.message + "\n")
+                continue
+            show(session.reply(line))
+        except CharRNNError as error:
+            if not interactive:
+                raise
+            fail_soft(str(error))
+
+
+def fail_soft(message: str) -> None:
+    """In an interactive chat a bad line is reported and the conversation goes on."""
+    try:
+        fail(message)
+    except SystemExit:
+        pass

@@ -1,0 +1,145 @@
+"""`charrnn prepare` and `charrnn train`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..config import CELLS, DEVICES, MODEL_SIZE_FIELDS, OPTIMIZERS, ModelConfig, TrainConfig
+from ..errors import ConfigError
+from .base import cli, console, data_options, duration, friendly_errors, pop_data_config
+
+
+def _prepare_with_progress(corpus: tuple[str, ...], data_config):
+    from .. import api
+    from ..console import byte_progress
+
+    with byte_progress(console(stderr=True)) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(phase: str, done: int, total: int | None) -> None:
+            if phase not in tasks:
+                label = {"fit": "reading / fitting", "encode": "encoding"}[phase]
+                tasks[phase] = progress.add_task(label, total=total)
+            progress.update(tasks[phase], completed=done, total=total)
+
+        return api.prepare(corpus or ("-",), data_config, progress=report)
+
+
+@cli.command()
+@click.argument("corpus", nargs=-1, required=True)
+@data_options
+@friendly_errors
+def prepare(corpus: tuple[str, ...], **options) -> None:
+    """Tokenize CORPUS (files, directories, corpus names or -) and write the token cache.
+
+    Prints corpus statistics. `charrnn train` does the same step itself, so this is optional.
+    """
+    from ..console import corpus_stats_table
+
+    prepared = _prepare_with_progress(corpus, pop_data_config(options))
+    console().print(corpus_stats_table(prepared.stats, prepared.directory))
+
+
+@cli.command()
+@click.argument("corpus", nargs=-1)
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Run directory (default checkpoints/<corpus>)."
+)
+@data_options
+@click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell (default lstm).")
+@click.option("--layers", type=int, help="Stacked recurrent layers.")
+@click.option("--hidden", type=int, help="Hidden units per layer.")
+@click.option("--embed", type=int, help="Embedding size.")
+@click.option("--dropout", type=float, help="Dropout between layers and before the decoder.")
+@click.option(
+    "--tie-weights",
+    is_flag=True,
+    default=None,
+    help="Share embedding and decoder weights (embed = hidden).",
+)
+@click.option("--batch-size", type=int, help="Parallel streams per batch (B).")
+@click.option("--bptt", type=int, help="Steps per truncated-BPTT chunk (T).")
+@click.option("--lr", type=float, help="Peak learning rate.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer (default adamw).")
+@click.option("--weight-decay", type=float, help="Weight decay (default 0).")
+@click.option(
+    "--clip", type=float, help="Clip the global gradient norm to this (0: off; default 1)."
+)
+@click.option("--epochs", type=float, help="Stop after this many passes over the training split.")
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@click.option(
+    "--max-time",
+    callback=duration,
+    help="Time budget: 90s, 10m, 1.5h (default 10m unless --max-steps/--epochs; 'none': no limit).",
+)
+@click.option("--warmup", type=int, help="Linear warm-up steps (default 50).")
+@click.option(
+    "--eval-every",
+    type=int,
+    help="Validate and save every N steps (default: 10 times per planned run, else 200).",
+)
+@click.option("--log-every", type=int, help="Log every N steps (default 10).")
+@click.option("--patience", type=int, help="Stop after N evaluations without improvement.")
+@click.option("--sample-every", type=int, help="Show a sample every N steps (0: never).")
+@click.option("--seed", type=int, help="Random seed (default 1337).")
+@click.option("--device", type=click.Choice(DEVICES), help="Where to train (default auto).")
+@click.option("--threads", type=int, help="CPU threads for torch.")
+@click.option(
+    "--resume", "resume_dir", type=click.Path(), help="Continue the run in this directory."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the run already in --out (it is kept otherwise)."
+)
+@friendly_errors
+def train(
+    corpus: tuple[str, ...], out: str | None, resume_dir: str | None, overwrite: bool, **options
+) -> None:
+    """Train a language model on CORPUS (files, directories, corpus names, or - for stdin).
+
+    Without size options the model and batch shape follow the time budget (see README);
+    explicit options always win. Ctrl-C saves latest.pt and prints the command that resumes.
+    On --resume, budget options (--max-steps, --max-time, --epochs) replace the run's budget.
+    """
+    from .. import api
+    from ..console import TrainingDisplay, corpus_stats_table, train_summary, write_model_text
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if given.get("max_time") == "none":
+        given["max_time"] = None  # no time limit: train until --patience, other budgets or Ctrl-C
+    if resume_dir:
+        if corpus or out or overwrite:
+            raise ConfigError(
+                "--resume continues a run on its own corpus and directory: give no CORPUS, "
+                "--out or --overwrite with it"
+            )
+        with TrainingDisplay(console()) as display:
+            result = api.resume(resume_dir, overrides=given, on_event=display)
+    else:
+        if not corpus:
+            raise ConfigError(
+                "give a CORPUS to train on (a file, directory, corpus name or -), or --resume RUN_DIR"
+            )
+        prepared = _prepare_with_progress(corpus, pop_data_config(given))
+        model = {k: v for k, v in given.items() if k in MODEL_SIZE_FIELDS}
+        header = corpus_stats_table(prepared.stats, prepared.directory)
+        with TrainingDisplay(console(), header) as display:
+            result = api.train(
+                prepared,
+                run_dir=out or api.default_run_dir(corpus),
+                model_config=ModelConfig(**model),
+                train_config=TrainConfig(**{k: v for k, v in given.items() if k not in model}),
+                on_event=display,
+                overwrite=overwrite,
+            )
+    if result.interrupted:
+        click.echo(
+            f"Interrupted at step {result.steps}: saved {api.checkpoint_file(result, 'latest')}"
+        )
+        click.echo(f"Resume with: charrnn train --resume {result.run_dir}")
+        sys.exit(130)
+    for line in train_summary(result, api.checkpoint_file(result, "best"), api.FINAL_SAMPLE_LENGTH):
+        click.echo(line)
+    write_model_text(result.sample if result.sample.endswith("\n") else result.sample + "\n")
+    click.echo(f"\nMore with: charrnn generate {result.run_dir} --prime TEXT")
