@@ -102,7 +102,7 @@ def prepare(
 ) -> PreparedCorpus:
     """Tokenize a corpus (or reuse its cache) and return ids, tokenizer and stats."""
     config = (config or DataConfig()).validate()
-    sources = find_sources(inputs)
+    sources = find_sources(inputs, config.encoding)
     key = cache_key(sources, config)
     stem = Path(sources[0].name).stem if len(sources) == 1 else "multi"
     directory = Path(root) if root is not None else cache_root()

@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
+import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -109,18 +110,23 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint dict safely (no pickled code runs) and check its format version."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols it then refuses
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
-    except pickle.UnpicklingError:
+    except Exception as error:  # torch raises many kinds for a corrupt, foreign or unsafe file
+        unsafe = re.search(r"unsupported GLOBAL (\S+)", str(error))
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: refused: the file asks to import {unsafe.group(1).rstrip('.')}, which "
+                "could run code; only plain checkpoints (tensors, numbers, text) are loaded"
+            ) from None
         raise CheckpointError(
-            f"{path}: refused: the file holds pickled Python objects beyond tensors and plain "
-            "values, which could run code when loaded; only charrnn checkpoints are read"
+            f"{path}: not a readable checkpoint (damaged, or not written by charrnn)"
         ) from None
-    except Exception as error:  # torch raises many kinds for a corrupt or foreign file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise CheckpointError(f"{path}: not a charrnn checkpoint")
     version = state["format_version"]

@@ -33,7 +33,8 @@ class CorpusSource:
     path: Path | None = None
     data: bytes | None = None
 
-    def open_chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    def open_chunks(self, chunk_bytes: int | None = None) -> Iterator[bytes]:
+        chunk_bytes = chunk_bytes or CHUNK_BYTES  # read at call time, so tests can shrink it
         if self.data is not None:
             for start in range(0, len(self.data), chunk_bytes):
                 yield self.data[start : start + chunk_bytes]
@@ -48,8 +49,13 @@ class CorpusSource:
         return len(self.data) if self.data is not None else self.path.stat().st_size
 
 
-def _looks_binary(head: bytes) -> bool:
-    return b"\x00" in head
+def _looks_binary(head: bytes, encoding: str = "utf-8") -> bool:
+    """NUL bytes mean binary, except in encodings whose text is full of them (UTF-16/32)."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}") from None
+    return not name.startswith(("utf-16", "utf-32")) and b"\x00" in head
 
 
 def _sniff(path: Path) -> bytes:
@@ -57,7 +63,9 @@ def _sniff(path: Path) -> bytes:
         return handle.read(SNIFF_BYTES)
 
 
-def find_sources(inputs: Iterable[str | os.PathLike]) -> list[CorpusSource]:
+def find_sources(
+    inputs: Iterable[str | os.PathLike], encoding: str = "utf-8"
+) -> list[CorpusSource]:
     """Resolve paths, directories (recursive, text files only), corpus names and '-' (stdin)."""
     sources: list[CorpusSource] = []
     for raw in inputs:
@@ -74,13 +82,13 @@ def find_sources(inputs: Iterable[str | os.PathLike]) -> list[CorpusSource]:
                 for p in sorted(path.rglob("*"))
                 if p.is_file()
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and not _looks_binary(_sniff(p))
+                and not _looks_binary(_sniff(p), encoding)
             ]
             if not found:
                 raise CorpusError(f"{path}: directory holds no text files")
             sources.extend(found)
         elif path.is_file():
-            if _looks_binary(_sniff(path)):
+            if _looks_binary(_sniff(path), encoding):
                 raise CorpusError(f"{path}: looks like a binary file (NUL bytes), not text")
             sources.append(CorpusSource(str(path), path=path))
         else:
@@ -171,4 +179,4 @@ def read_corpus(
     inputs: Iterable[str | os.PathLike], encoding: str = "utf-8", errors: str = "strict"
 ) -> str:
     """The whole corpus as one string (for small corpora and tests)."""
-    return "".join(iter_text(find_sources(inputs), encoding, errors))
+    return "".join(iter_text(find_sources(inputs, encoding), encoding, errors))

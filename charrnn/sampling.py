@@ -168,7 +168,7 @@ class LanguageModel:
         elif any(ch.isspace() for ch in acrostic):
             words = acrostic.split()
         else:
-            words = [self.tokenizer.decode([i]) for i in self.tokenizer.encode(acrostic).tolist()]
+            words = self.tokenizer.units(acrostic)
         heads = []
         for word in words:
             ids = self.tokenizer.encode(word).tolist()

@@ -74,6 +74,10 @@ class Tokenizer:
         """A stateful decoder that turns ids into text one at a time (for streaming)."""
         return StreamDecoder(self)
 
+    def units(self, text: str) -> list[str]:
+        """Text cut where this tokenizer cuts it, unknown parts kept as text (not <unk>)."""
+        return [self.decode([i]) for i in self.encode(text).tolist()]
+
     def _mark_separators(self, text: str) -> str:
         if self.separator is None:
             return text
@@ -178,6 +182,9 @@ class CharTokenizer(_VocabularyTokenizer):
         self.__init__(self.eos, chosen)
         return self
 
+    def units(self, text: str) -> list[str]:
+        return list(text)
+
     def encode(self, text: str) -> np.ndarray:
         codepoints = self._codepoints(self._mark_separators(text))
         last = len(self._table) - 1  # always <unk>: catches every code point past the table
@@ -198,6 +205,9 @@ class WordTokenizer(_VocabularyTokenizer):
             counts.update(WORD_PATTERN.findall(self._mark_separators(chunk)))
         self.__init__(self.eos, self._choose(counts, config))
         return self
+
+    def units(self, text: str) -> list[str]:
+        return WORD_PATTERN.findall(text)
 
     def encode(self, text: str) -> np.ndarray:
         lookup = self.index.get

@@ -54,15 +54,26 @@ def test_invalid_utf8_offset_across_chunks(tmp_path, monkeypatch):
 
     monkeypatch.setattr(corpus, "CHUNK_BYTES", 7)
     path = tmp_path / "bad.txt"
-    path.write_bytes("ab€cdefghij".encode() + b"\xfe")
-    with pytest.raises(CorpusError, match=r"at byte 13"):
+    path.write_bytes("abcde€fghij".encode() + b"\xfe")  # € is bytes 5-7: across the first cut
+    assert len(list(find_sources([path])[0].open_chunks())) == 2
+    with pytest.raises(CorpusError, match=r"at byte 13 "):
         read_corpus([path])
+    path.write_bytes("abcde€fghij".encode())
+    assert read_corpus([path]) == "abcde€fghij"  # the split character decodes whole
 
 
 def test_errors_replace_opts_in(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"ok \xff ok")
     assert read_corpus([path], errors="replace") == "ok \ufffd ok"
+
+
+def test_utf16_is_text_not_binary(tmp_path):
+    path = tmp_path / "wide.txt"
+    path.write_bytes("héllo 世界\nline two\n".encode("utf-16"))
+    assert read_corpus([path], encoding="utf-16") == "héllo 世界\nline two\n"
+    with pytest.raises(CorpusError, match="binary"):
+        read_corpus([path])  # read as UTF-8, its NUL bytes mean binary
 
 
 def test_other_encoding(tmp_path):
@@ -90,6 +101,7 @@ def test_chunks_never_split_separators(tmp_path, monkeypatch):
     path = tmp_path / "t.txt"
     path.write_bytes(text.encode())
     chunks = list(iter_text(find_sources([path])))
+    assert len(chunks) > 1  # the small chunk size took effect
     assert "".join(chunks) == text.replace("\r\n", "\n")
     for chunk in chunks[:-1]:
         assert chunk.endswith("\n")
