@@ -75,8 +75,9 @@ class Tokenizer:
         return StreamDecoder(self)
 
     def units(self, text: str) -> list[str]:
-        """Text cut where this tokenizer cuts it, unknown parts kept as text (not <unk>)."""
-        return [self.decode([i]) for i in self.encode(text).tolist()]
+        """Text cut into the units a person would name one by one (acrostic heads): characters,
+        or words for a word model; unknown parts stay text rather than <unk>."""
+        return list(text)
 
     def _mark_separators(self, text: str) -> str:
         if self.separator is None:
@@ -86,13 +87,9 @@ class Tokenizer:
     @staticmethod
     def from_dict(data: dict) -> Tokenizer:
         level = data.get("level")
-        if level == "char":
-            return CharTokenizer.from_dict(data)
-        if level == "word":
-            return WordTokenizer.from_dict(data)
-        if level == "subword":
-            return SubwordTokenizer.from_dict(data)
-        raise TokenizerError(f"unknown tokenizer level {level!r}")
+        if level not in TOKENIZERS:
+            raise TokenizerError(f"unknown tokenizer level {level!r}")
+        return TOKENIZERS[level].from_dict(data)
 
 
 class StreamDecoder:
@@ -181,9 +178,6 @@ class CharTokenizer(_VocabularyTokenizer):
         chosen = sorted(self._choose(counter, config))
         self.__init__(self.eos, chosen)
         return self
-
-    def units(self, text: str) -> list[str]:
-        return list(text)
 
     def encode(self, text: str) -> np.ndarray:
         codepoints = self._codepoints(self._mark_separators(text))
