@@ -26,7 +26,7 @@ import torch
 from . import __version__
 from .config import ModelConfig, from_dict
 from .errors import CharRNNError
-from .model import RNNLanguageModel
+from .model import RNNLanguageModel, expected_shapes
 from .tokenizers import Tokenizer
 
 FORMAT_VERSION = 1
@@ -149,8 +149,8 @@ def _require(state: dict[str, Any], key: str, kind: type, path: Path) -> Any:
 
 def check_model(state: dict[str, Any], path: str | os.PathLike = "checkpoint") -> ModelConfig:
     """The model config of a checkpoint, after checking that every weight is present with the
-    shape the config implies. Nothing is allocated: the expected shapes come from a model built
-    on the meta device, so a config asking for 10^9 units is refused, not attempted."""
+    shape the config implies. Nothing is allocated first: the expected shapes are computed, and
+    a config asking for 10^9 units is refused by its validation, not attempted."""
     path = Path(path)
     weights = _require(state, "model", dict, path)
     try:
@@ -158,16 +158,14 @@ def check_model(state: dict[str, Any], path: str | os.PathLike = "checkpoint") -
         config.validate()
     except (TypeError, ValueError, CharRNNError) as error:
         raise CheckpointError(f"{path}: damaged checkpoint: bad model_config ({error})") from None
-    with torch.device("meta"):
-        expected = RNNLanguageModel(config).state_dict()
-    for name, tensor in expected.items():
+    for name, shape in expected_shapes(config).items():
         stored = weights.get(name)
         if not isinstance(stored, torch.Tensor) or not stored.is_floating_point():
             raise CheckpointError(f"{path}: damaged checkpoint: weight {name!r} is missing")
-        if stored.shape != tensor.shape:
+        if tuple(stored.shape) != shape:
             raise CheckpointError(
                 f"{path}: damaged checkpoint: {name!r} has shape {tuple(stored.shape)}, "
-                f"the model_config implies {tuple(tensor.shape)}"
+                f"the model_config implies {shape}"
             )
     return config
 

@@ -74,6 +74,25 @@ class RNNLanguageModel(nn.Module):
         return SingleStep(self)
 
 
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}
+
+
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes a model of this config has, computed without building it (a
+    checkpoint is checked against them before anything is allocated)."""
+    c, rows = config, GATES[config.cell] * config.hidden
+    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (c.vocab_size, c.embed)}
+    for layer in range(c.layers):
+        inputs = c.embed if layer == 0 else c.hidden
+        shapes[f"rnn.weight_ih_l{layer}"] = (rows, inputs)
+        shapes[f"rnn.weight_hh_l{layer}"] = (rows, c.hidden)
+        shapes[f"rnn.bias_ih_l{layer}"] = (rows,)
+        shapes[f"rnn.bias_hh_l{layer}"] = (rows,)
+    shapes["decoder.weight"] = (c.vocab_size, c.hidden)
+    shapes["decoder.bias"] = (c.vocab_size,)
+    return shapes
+
+
 def sequence_loss(
     logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:

@@ -87,7 +87,7 @@ class Tokenizer:
     @staticmethod
     def from_dict(data: dict) -> Tokenizer:
         level = data.get("level")
-        if level not in TOKENIZERS:
+        if not isinstance(level, str) or level not in TOKENIZERS:
             raise TokenizerError(f"unknown tokenizer level {level!r}")
         return TOKENIZERS[level].from_dict(data)
 

@@ -46,3 +46,15 @@ def test_weight_tying_shares_the_matrix():
         ModelConfig(
             vocab_size=10, layers=1, hidden=8, embed=4, dropout=0.0, tie_weights=True
         ).validate()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
+@pytest.mark.parametrize("tie", [False, True])
+def test_expected_shapes_match_the_built_model(cell, tie):
+    from charrnn.model import expected_shapes
+
+    config = ModelConfig(vocab_size=11, cell=cell, layers=3, hidden=6, embed=6 if tie else 4)
+    config.tie_weights = tie
+    config.dropout = 0.0
+    built = {k: tuple(v.shape) for k, v in RNNLanguageModel(config).state_dict().items()}
+    assert expected_shapes(config) == built
