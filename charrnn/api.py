@@ -1,7 +1,7 @@
 """The front door: every command of the CLI is one function here, usable from Python with the
 same defaults and checks.
 
-    prepare()  train()  resume()  load()  score_texts()  chat()  info()  corpora()  fetch_corpus()
+    prepare()  train()  resume()  load()  score_texts()  chat_session()  info()  corpora()  fetch_corpus()
 
 It wires corpus preparation, the run directory, the trainer and the sampler together without
 knowing anything about terminals. Ctrl-C during training is handled here, not in the training
@@ -43,7 +43,7 @@ from .trainer import EventCallback, Trainer, TrainResult
 
 __all__ = [
     "CheckpointInfo",
-    "chat",
+    "chat_session",
     "corpora",
     "default_run_dir",
     "fetch_corpus",
@@ -239,7 +239,7 @@ def score_texts(
     return scores
 
 
-def chat(
+def chat_session(
     target: str | os.PathLike | LanguageModel | None = None,
     sampling: SampleConfig | None = None,
     user_prefix: str = "",

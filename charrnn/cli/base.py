@@ -155,6 +155,14 @@ def sampling_options(command):
     )
 
 
+def format_option(*choices: str):
+    """--format with these choices, the first being the default."""
+    return click.option(
+        "--format", "output_format", type=click.Choice(choices), default=choices[0],
+        show_default=True, help="Output format.",
+    )  # fmt: skip
+
+
 def duration(ctx, param, value):
     if value is None:
         return None

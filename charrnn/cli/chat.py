@@ -1,4 +1,4 @@
-"""`charrnn chat`: a thin terminal loop over api.chat() (a ChatSession)."""
+"""`charrnn chat`: a thin terminal loop over api.chat_session() (a ChatSession)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def chat(
     from ..console import chat_header, write_model_text
 
     sampling = SampleConfig(temperature, top_k, top_p, False, seed)
-    session = api.chat(checkpoint_path, sampling, user_prefix, bot_prefix, max_reply)
+    session = api.chat_session(checkpoint_path, sampling, user_prefix, bot_prefix, max_reply)
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="surrogateescape")  # bad bytes: a clear error, not a crash
     interactive = sys.stdin.isatty()

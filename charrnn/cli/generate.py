@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import click
 
-from .base import cli, console, friendly_errors, sampling_options
+from .base import cli, console, format_option, friendly_errors, sampling_options
 
 
 def _warn(caught: list) -> None:
@@ -48,13 +48,7 @@ def _warn(caught: list) -> None:
 @click.option(
     "--acrostic", help="Start successive lines with these heads (藏头诗): '春夏秋冬' or 'a,b,c'."
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "jsonl"]),
-    default="text",
-    show_default=True,
-)
+@format_option("text", "jsonl")
 @click.option("--no-stream", is_flag=True, help="Print when done instead of token by token.")
 @friendly_errors
 def generate(
@@ -111,13 +105,7 @@ def generate(
     "--file", "file_path", type=click.Path(dir_okay=False), help="Score this file's text."
 )
 @click.option("--per-line", is_flag=True, help="Score each line on its own and rank them.")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option("table", "json")
 @friendly_errors
 def score(checkpoint_path, text, file_path, per_line, output_format) -> None:  # fmt: skip
     """How likely is TEXT under the model? Log-probability, nats/token, bits/char, perplexity."""
