@@ -269,7 +269,9 @@ class LanguageModel:
             )
         if not (math.isfinite(length_penalty) and length_penalty >= 0):
             raise ConfigError(f"--length-penalty must be >= 0 (got {length_penalty})")
-        stops = self.stops(length, until_eos, lines, acrostic)
+        # Beam search on a weak model can repeat itself without ever ending a line: its cap is
+        # the plain default unless a length is given.
+        stops = self.stops(DEFAULT_LENGTH if length is None else length, until_eos, lines, acrostic)
         strategy = Beam(width, length_penalty)
         rows = self._rows(1, 0, acrostic)
         for _ in self._samples(prime, rows, strategy, stops):
