@@ -245,11 +245,24 @@ def chat_session(
     user_prefix: str = "",
     bot_prefix: str = "",
     max_reply: int = 200,
+    form: str | None = None,
+    rhyme: bool | str = False,
+    tones: bool = False,
 ) -> ChatSession:
     """A conversation with a model (a checkpoint, run directory, None for the newest run, or a
     loaded model); its `reply(text)` yields the answer piece by piece."""
     model = target if isinstance(target, LanguageModel) else load(target)
-    return ChatSession(model, sampling or SampleConfig(), user_prefix, bot_prefix, max_reply)
+    return ChatSession(
+        model,
+        sampling or SampleConfig(),
+        user_prefix,
+        bot_prefix,
+        max_reply,
+        [],
+        form,
+        rhyme,
+        tones,
+    )
 
 
 @dataclasses.dataclass

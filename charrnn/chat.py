@@ -8,6 +8,7 @@ Slash commands are parsed here; the CLI only reads lines and prints what comes b
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from .config import SampleConfig, check_text
 from .decoding import Decoding, Row, Sampler, Stops, decode
 from .errors import ConfigError
 from .sampling import LanguageModel
+from .verse import FormState
 
 HELP = """\
 /help            this list
@@ -56,8 +58,12 @@ class ChatSession:
     bot_prefix: str = ""
     max_reply: int = 200
     transcript: list[Turn] = field(default_factory=list)
+    form: str | None = None  # a poem model: your line starts a poem, the reply completes it
+    rhyme: bool | str = False
+    tones: bool = False
 
     def __post_init__(self) -> None:
+        self.verse = self.model.verse_form(self.form, self.rhyme, self.tones)
         self.sampling = replace(self.sampling).validate()
         if self.max_reply < 1:
             raise ConfigError(f"--max-reply must be at least 1 (got {self.max_reply})")
@@ -72,7 +78,7 @@ class ChatSession:
         """Back to a fresh start: empty memory and the sampler at the start of its seed."""
         self.logits, self.state = self.model.feed([])
         self.rng = np.random.default_rng(self.sampling.seed)
-        self._before_reply: tuple[torch.Tensor, list] | None = None
+        self._before_reply: tuple[torch.Tensor, list, FormState | None] | None = None
         self.transcript.clear()
 
     def _feed_text(self, text: str) -> None:
@@ -82,12 +88,20 @@ class ChatSession:
 
     # -- turns -------------------------------------------------------------------------------
     def reply(self, user_text: str) -> Iterator[str]:
-        """Read the user's line into the state, then yield the reply piece by piece."""
+        """Read the user's line into the state, then yield the reply piece by piece. With a
+        verse form the line is the poem's beginning and the reply is the rest of the poem."""
         check_text("your message", user_text)
         self.transcript.append(Turn("user", user_text))
-        self._feed_text(self.user_prefix + user_text + self.turn_end + self.bot_prefix)
-        self._before_reply = (self.logits, self.state)
-        return self._sample_reply()
+        poem = None
+        if self.verse is not None:
+            ids = self.model.encode(user_text, "your line")
+            poem = self.verse.start()
+            poem.read(ids.tolist(), "your line")
+            self._feed_text(user_text)
+        else:
+            self._feed_text(self.user_prefix + user_text + self.turn_end + self.bot_prefix)
+        self._before_reply = (self.logits, self.state, copy.deepcopy(poem))
+        return self._sample_reply(poem)
 
     def retry(self) -> Iterator[str]:
         """Drop the last reply and sample another from the state it started from."""
@@ -95,24 +109,37 @@ class ChatSession:
             raise ConfigError("nothing to retry yet")
         if self.transcript and self.transcript[-1].role == "bot":
             self.transcript.pop()
-        self.logits, self.state = self._before_reply
-        return self._sample_reply()
+        self.logits, self.state, poem = self._before_reply
+        return self._sample_reply(copy.deepcopy(poem))
 
-    def _sample_reply(self) -> Iterator[str]:
-        """The shared decoding loop, one row, stopping at the end of the line."""
-        row = Row(seed=self.sampling.seed or 0, rng=self.rng)
+    def _sample_reply(self, poem: FormState | None = None) -> Iterator[str]:
+        """The shared decoding loop, one row, stopping at the end of the line (or the poem)."""
+        row = Row(seed=self.sampling.seed or 0, rng=self.rng, form=poem)
         decoding = Decoding(self.logits, self.state, [row])
-        stops = Stops(length=self.max_reply, line_end=True)
+        if poem is not None:
+            stops = Stops(length=max(self.max_reply, 4 * sum(self.verse.lengths)))
+        else:
+            stops = Stops(length=self.max_reply, line_end=True)
         strategy = Sampler(self.sampling)
+        pending, shown = "", False  # a poem's line end shows only when more of it follows
         try:
             for _, piece in decode(
                 decoding, self.model.stepper, self.model.tokenizer, strategy, stops
             ):
-                yield piece
+                if poem is None:
+                    yield piece
+                    continue
+                text = pending + piece
+                pending = "\n" if text.endswith("\n") else ""
+                text = text[: len(text) - len(pending)]
+                text = text if shown else text.lstrip("\n")  # after a finished couplet
+                if text:
+                    shown = True
+                    yield text
         finally:
             self.logits, self.state = decoding.logits, decoding.state
-            self.transcript.append(Turn("bot", row.text))
-            if row.done and not row.ended_line:  # cut at --max-reply: close the turn
+            self.transcript.append(Turn("bot", row.text.strip("\n") if poem else row.text))
+            if row.done and not row.ended_line and poem is None:  # cut at --max-reply
                 self._feed_text(self.turn_end)
 
     # -- slash commands ----------------------------------------------------------------------

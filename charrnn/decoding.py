@@ -23,6 +23,7 @@ import torch
 
 from .config import SampleConfig
 from .tokenizers import EOS_ID, UNK_ID, Tokenizer
+from .verse import FormState
 
 StepFunction = Callable[[torch.Tensor, list], tuple[torch.Tensor, list]]
 
@@ -50,6 +51,7 @@ class Row:
     last_token: int = EOS_ID
     acrostic: bool = False  # the run ends when the last head's line ends
     ended_line: bool = False  # stopped by Stops.line_end
+    form: FormState | None = None  # a verse form to keep (verse.py)
     done: bool = False
 
     @property
@@ -91,6 +93,21 @@ def filter_probs(logits: np.ndarray, config: SampleConfig) -> np.ndarray:
     return probs
 
 
+def constrain(rows: list[Row], logits: np.ndarray) -> np.ndarray:
+    """Logits with the tokens each row's verse form forbids set to -inf (and its soft tone
+    preference added); rows without a form are left as they are."""
+    if not any(row.form is not None and not row.done for row in rows):
+        return logits
+    logits = np.array(logits, dtype=np.float64)
+    for index, row in enumerate(rows):
+        if row.form is not None and not row.done:
+            mask, bonus = row.form.allowed()
+            logits[index, ~mask] = -np.inf
+            if bonus is not None:
+                logits[index] += bonus
+    return logits
+
+
 def draw(probs: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray:
     """One token per row by inverse CDF, each row with its own random stream."""
     cdf = np.cumsum(probs, axis=1)
@@ -110,7 +127,8 @@ class Sampler:
         self.config = config.validate()
 
     def choose(self, rows: list[Row], logits: np.ndarray, log_probs: np.ndarray):
-        drawn = draw(filter_probs(logits, self.config), [row.rng for row in rows]).tolist()
+        probs = filter_probs(constrain(rows, logits), self.config)
+        drawn = draw(probs, [row.rng for row in rows]).tolist()
         tokens = [
             None if row.done else (row.forced[0] if row.forced else drawn[i])
             for i, row in enumerate(rows)
@@ -139,6 +157,8 @@ class Beam:
                 continue
             scores = log_probs[index].copy()
             scores[UNK_ID] = -np.inf
+            if row.form is not None:
+                scores[~row.form.allowed()[0]] = -np.inf
             options = [row.forced[0]] if row.forced else np.argsort(-scores)[: self.width]
             for token in options:
                 logprob = row.logprob + float(scores[token])
@@ -159,6 +179,9 @@ def _advance(row: Row, token: int, log_prob: float, stops: Stops) -> str:
     row.logprob += log_prob
     row.last_token = token
     piece = row.decoder(token)
+    if row.form is not None:
+        row.form.advance(token)
+        row.done = row.form.done
     ends_line = token == EOS_ID or "\n" in piece
     before_end = "" if token == EOS_ID else piece.split("\n", 1)[0]
     shown = before_end if stops.line_end and ends_line else piece

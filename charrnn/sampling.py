@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,16 +22,14 @@ from . import checkpoint
 from .config import SampleConfig, check_text
 from .decoding import Beam, Decoding, Row, Sampler, Stops, decode
 from .errors import ConfigError
-from .model import RNNLanguageModel, sequence_loss
+from .model import RNNLanguageModel
 from .rundir import resolve_checkpoint
+from .scoring import FEED_TOKENS, Score, score_text, text_chunks
 from .tokenizers import EOS_ID, UNK_ID, Tokenizer
+from .verse import NAMED_FORMS, RHYME_SCHEMES, Form, parse_form
 
 DEFAULT_LENGTH = 500
 OPEN_LENGTH_CAP = 10_000  # safety cap when stopping on <eos> or line counts
-FEED_TOKENS = 4096  # tokens per forward pass when reading long text
-TEXT_CHUNK = 1 << 20  # characters encoded at a time
-LN2 = math.log(2.0)
-_BOUNDARY = re.compile(r"\s(?=\S)")
 
 
 class UnknownPrimeWarning(UserWarning):
@@ -46,32 +43,6 @@ class Sample:
     tokens: int
     seed: int | None
     mean_logprob: float  # nats per generated token under the model (temperature 1)
-
-
-@dataclass
-class Score:
-    text: str
-    tokens: int
-    characters: int
-    unknown: int  # tokens that mapped to <unk>
-    logprob: float  # total natural-log probability
-    nats_per_token: float
-    bits_per_char: float
-    perplexity: float  # per token
-
-
-def text_chunks(text: str, size: int = TEXT_CHUNK) -> Iterator[str]:
-    """Pieces of at most ~size characters, cut between whitespace and a word, so that no word
-    or separator is split and every tokenizer encodes the pieces as it would the whole."""
-    start = 0
-    while len(text) - start > size:
-        window = text[start : start + size]
-        cuts = list(_BOUNDARY.finditer(window, max(0, len(window) - 4096)))
-        end = start + (cuts[-1].start() + 1 if cuts else size)
-        yield text[start:end]
-        start = end
-    if start < len(text):
-        yield text[start:]
 
 
 class LanguageModel:
@@ -130,7 +101,11 @@ class LanguageModel:
 
     def start(self, prime: str, rows: list[Row]) -> Decoding:
         """Read <eos> + prime once; the logits and state, repeated for each row."""
-        logits, state = self.feed(self.encode_prime(prime))
+        ids = self.encode_prime(prime)
+        for row in rows:
+            if row.form is not None:
+                row.form.read(ids)
+        logits, state = self.feed(ids)
         batch = len(rows)
         if batch > 1:
             state = [
@@ -142,11 +117,21 @@ class LanguageModel:
         return Decoding(logits.expand(batch, -1).contiguous(), state, rows)
 
     # -- generation --------------------------------------------------------------------------
-    def _rows(self, count: int, seed: int | None, acrostic: str | None) -> list[Row]:
+    def _rows(
+        self, count: int, seed: int | None, acrostic: str | None, verse: Form | None = None
+    ) -> list[Row]:
         if not 1 <= count <= 4096:
             raise ConfigError(f"--num-samples must be between 1 and 4096 (got {count})")
         base = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
         heads = self.acrostic_heads(acrostic) if acrostic else []
+        if verse is not None:  # heads start verses, not lines
+            if any(len(head) != 1 for head in heads):
+                raise ConfigError("with --form, each acrostic head must be one character")
+            starts = [head[0] for head in heads]
+            return [
+                Row(seed=base + i, rng=np.random.default_rng(base + i), form=verse.start(starts))
+                for i in range(count)
+            ]
         return [
             Row(
                 seed=base + i,
@@ -157,6 +142,20 @@ class LanguageModel:
             )
             for i in range(count)
         ]
+
+    def verse_form(
+        self, form: str | None, rhyme: bool | str = False, tones: bool = False
+    ) -> Form | None:
+        """The verse form to keep (verse.py), or None; rhyme and tones need a form."""
+        if form is None:
+            if rhyme or tones:
+                raise ConfigError("--rhyme and --tones need a --form")
+            return None
+        if isinstance(rhyme, str) and rhyme.upper() not in (*RHYME_SCHEMES, "ON"):
+            raise ConfigError(f"--rhyme must be AABB or ABAB (got {rhyme!r})")
+        rhyme = rhyme.upper() if isinstance(rhyme, str) and rhyme.upper() != "ON" else bool(rhyme)
+        named = form.strip().lower() in NAMED_FORMS
+        return Form(self.tokenizer, parse_form(form), rhyme, tones, named)
 
     def acrostic_heads(self, acrostic: str) -> list[list[int]]:
         """Heads for an acrostic: comma- or space-separated words, else one per token (a
@@ -181,13 +180,17 @@ class LanguageModel:
 
     @staticmethod
     def stops(
-        length: int | None, until_eos: bool, lines: int | None, acrostic: str | None
+        length: int | None,
+        until_eos: bool,
+        lines: int | None,
+        acrostic: str | None,
+        verse: bool = False,
     ) -> Stops:
         if length is not None and length < 0:
             raise ConfigError(f"--length must be >= 0 (got {length})")
         if lines is not None and lines < 1:
             raise ConfigError(f"--lines must be >= 1 (got {lines})")
-        open_ended = until_eos or lines is not None or bool(acrostic)
+        open_ended = until_eos or lines is not None or bool(acrostic) or verse
         cap = length if length is not None else (OPEN_LENGTH_CAP if open_ended else DEFAULT_LENGTH)
         return Stops(length=cap, until_eos=until_eos, lines=lines)
 
@@ -210,11 +213,15 @@ class LanguageModel:
         until_eos: bool = False,
         lines: int | None = None,
         acrostic: str | None = None,
+        form: str | None = None,
+        rhyme: bool | str = False,
+        tones: bool = False,
     ) -> Iterator[str]:
         """Yield the prime, then the continuation piece by piece (what `generate` returns)."""
         strategy = Sampler(SampleConfig(temperature, top_k, top_p, greedy, seed))
-        stops = self.stops(length, until_eos, lines, acrostic)
-        rows = self._rows(1, seed, acrostic)
+        verse = self.verse_form(form, rhyme, tones)
+        stops = self.stops(length, until_eos, lines, acrostic, verse is not None)
+        rows = self._rows(1, seed, acrostic, verse)
         pieces = self._samples(prime, rows, strategy, stops)
         first = next(pieces, None)  # the prime is read (and warned about) before anything shows
         if prime:
@@ -237,11 +244,16 @@ class LanguageModel:
         until_eos: bool = False,
         lines: int | None = None,
         acrostic: str | None = None,
+        form: str | None = None,
+        rhyme: bool | str = False,
+        tones: bool = False,
     ) -> list[Sample]:
-        """N samples in one batched pass (sample i uses seed + i), with mean log-probabilities."""
+        """N samples in one batched pass (sample i uses seed + i), with mean log-probabilities.
+        `form` ('wujue', '7x8', '8,6,8,6'...) keeps a verse form by construction (verse.py)."""
         strategy = Sampler(SampleConfig(temperature, top_k, top_p, greedy, seed))
-        stops = self.stops(length, until_eos, lines, acrostic)
-        rows = self._rows(num_samples, seed, acrostic)
+        verse = self.verse_form(form, rhyme, tones)
+        stops = self.stops(length, until_eos, lines, acrostic, verse is not None)
+        rows = self._rows(num_samples, seed, acrostic, verse)
         for _ in self._samples(prime, rows, strategy, stops):
             pass
         return [self._sample(prime, row, row.seed) for row in rows]
@@ -256,6 +268,8 @@ class LanguageModel:
         acrostic: str | None = None,
         num_samples: int = 1,
         length_penalty: float = 0.0,
+        form: str | None = None,
+        rhyme: bool | str = False,
     ) -> list[Sample]:
         """The most probable continuations under the model (beam search of `width`), best first.
 
@@ -271,9 +285,11 @@ class LanguageModel:
             raise ConfigError(f"--length-penalty must be >= 0 (got {length_penalty})")
         # Beam search on a weak model can repeat itself without ever ending a line: its cap is
         # the plain default unless a length is given.
-        stops = self.stops(DEFAULT_LENGTH if length is None else length, until_eos, lines, acrostic)
+        verse = self.verse_form(form, rhyme)
+        cap = OPEN_LENGTH_CAP if verse is not None else DEFAULT_LENGTH
+        stops = self.stops(cap if length is None else length, until_eos, lines, acrostic)
         strategy = Beam(width, length_penalty)
-        rows = self._rows(1, 0, acrostic)
+        rows = self._rows(1, 0, acrostic, verse)
         for _ in self._samples(prime, rows, strategy, stops):
             pass
         rows.sort(key=lambda row: -strategy.rank(row.logprob, row.tokens))
@@ -289,35 +305,9 @@ class LanguageModel:
         return "".join(self.stream(prime, length, **options))
 
     # -- scoring -----------------------------------------------------------------------------
-    @torch.inference_mode()
     def score(self, text: str) -> Score:
-        """log P(text) as a product of per-token conditionals, starting after an <eos>; read in
-        chunks with the state carried, so any length fits in memory."""
-        check_text("TEXT", text)
-        nats, tokens, unknown = 0.0, 0, 0
-        previous, hidden = EOS_ID, None
-        for piece in text_chunks(text):
-            ids = self.tokenizer.encode(piece)
-            unknown += int((ids == UNK_ID).sum())
-            for start in range(0, len(ids), FEED_TOKENS):
-                targets = torch.from_numpy(ids[start : start + FEED_TOKENS].astype(np.int64))
-                inputs = torch.cat([torch.tensor([previous]), targets[:-1]])
-                logits, hidden = self.model(inputs.unsqueeze(0), hidden)
-                nats += sequence_loss(logits, targets.unsqueeze(0), reduction="sum").item()
-                tokens += len(targets)
-                previous = int(targets[-1])
-        if not tokens:
-            raise ConfigError("nothing to score: the text is empty")
-        return Score(
-            text=text,
-            tokens=tokens,
-            characters=len(text),
-            unknown=unknown,
-            logprob=-nats,
-            nats_per_token=nats / tokens,
-            bits_per_char=nats / max(1, len(text)) / LN2,
-            perplexity=math.exp(min(700.0, nats / tokens)),
-        )
+        """log P(text) as a product of per-token conditionals, starting after an <eos>."""
+        return score_text(self.model, self.tokenizer, text)
 
 
 load = LanguageModel.load

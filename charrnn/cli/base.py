@@ -155,6 +155,30 @@ def sampling_options(command):
     )
 
 
+def verse_options(command):
+    return apply(
+        [
+            click.option(
+                "--form",
+                help="Keep a verse form: wujue, qijue, wulv, qilv, 5,5,5,5 or 7x8 (characters per "
+                "verse), or 8,6,8,6 (syllables per line, word/subword models).",
+            ),
+            click.option(
+                "--rhyme",
+                is_flag=False,
+                flag_value="on",
+                help="With --form: even verses rhyme (Chinese); AABB or ABAB for English lines.",
+            ),
+            click.option(
+                "--tones",
+                is_flag=True,
+                help="With --form: prefer the level/oblique pattern (平仄).",
+            ),
+        ],
+        command,
+    )
+
+
 def format_option(*choices: str):
     """--format with these choices, the first being the default."""
     return click.option(

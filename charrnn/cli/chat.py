@@ -8,7 +8,7 @@ import click
 
 from ..config import SampleConfig
 from ..errors import CharRNNError
-from .base import cli, console, fail, friendly_errors, sampling_options
+from .base import cli, console, fail, friendly_errors, sampling_options, verse_options
 
 
 @cli.command()
@@ -19,16 +19,20 @@ from .base import cli, console, fail, friendly_errors, sampling_options
 @click.option(
     "--max-reply", type=int, default=200, show_default=True, help="Longest reply, in tokens."
 )
+@verse_options
 @friendly_errors
 def chat(
-    checkpoint_path, temperature, top_k, top_p, seed, user_prefix, bot_prefix, max_reply
-) -> None:
+    checkpoint_path, temperature, top_k, top_p, seed, user_prefix, bot_prefix, max_reply, form,
+    rhyme, tones,
+) -> None:  # fmt: skip
     """Talk to a model in the terminal; it remembers the conversation. /help lists commands."""
     from .. import api
     from ..console import chat_header, write_model_text
 
     sampling = SampleConfig(temperature, top_k, top_p, False, seed)
-    session = api.chat_session(checkpoint_path, sampling, user_prefix, bot_prefix, max_reply)
+    session = api.chat_session(
+        checkpoint_path, sampling, user_prefix, bot_prefix, max_reply, form, rhyme or False, tones
+    )
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="surrogateescape")  # bad bytes: a clear error, not a crash
     interactive = sys.stdin.isatty()

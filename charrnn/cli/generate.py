@@ -8,7 +8,8 @@ from dataclasses import asdict
 
 import click
 
-from .base import cli, console, format_option, friendly_errors, sampling_options
+from ..errors import ConfigError
+from .base import cli, console, format_option, friendly_errors, sampling_options, verse_options
 
 
 def _warn(caught: list) -> None:
@@ -50,10 +51,12 @@ def _warn(caught: list) -> None:
 )
 @format_option("text", "jsonl")
 @click.option("--no-stream", is_flag=True, help="Print when done instead of token by token.")
+@verse_options
 @friendly_errors
 def generate(
     checkpoint_path, prime, length, temperature, top_k, top_p, seed, greedy, beam,
-    length_penalty, num_samples, until_eos, lines, acrostic, output_format, no_stream,
+    length_penalty, num_samples, until_eos, lines, acrostic, output_format, no_stream, form,
+    rhyme, tones,
 ) -> None:  # fmt: skip
     """Write text with a trained model (default: the newest run under checkpoints/)."""
     from .. import api
@@ -61,7 +64,9 @@ def generate(
 
     model = api.load(checkpoint_path)
     stops = dict(length=length, until_eos=until_eos, lines=lines, acrostic=acrostic)
+    stops.update(form=form, rhyme=rhyme or False)
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed)
+    sampling.update(tones=tones)
     stream = (
         beam is None and num_samples == 1 and output_format == "text" and not no_stream
         and sys.stdout.isatty()
@@ -81,6 +86,8 @@ def generate(
                 sys.stdout.write("\n")
             return
         if beam is not None:
+            if tones:
+                raise ConfigError("--tones is a preference of sampling, not of --beam")
             samples = model.beam(
                 prime, beam, num_samples=num_samples, length_penalty=length_penalty, **stops
             )

@@ -1,0 +1,83 @@
+"""Scoring text: log P(text) as a product of per-token conditionals, for any length.
+
+Long text (a 50 MB line) is encoded in pieces cut between whitespace and a word, and read in
+windows of FEED_TOKENS with the state carried, so memory stays flat; the loss is the model's one
+`sequence_loss`, as in training and evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import check_text
+from .errors import ConfigError
+from .model import RNNLanguageModel, sequence_loss
+from .tokenizers import EOS_ID, UNK_ID, Tokenizer
+
+FEED_TOKENS = 4096  # tokens per forward pass when reading long text
+TEXT_CHUNK = 1 << 20  # characters encoded at a time
+LN2 = math.log(2.0)
+_BOUNDARY = re.compile(r"\s(?=\S)")
+
+
+@dataclass
+class Score:
+    text: str
+    tokens: int
+    characters: int
+    unknown: int  # tokens that mapped to <unk>
+    logprob: float  # total natural-log probability
+    nats_per_token: float
+    bits_per_char: float
+    perplexity: float  # per token
+
+
+def text_chunks(text: str, size: int = TEXT_CHUNK) -> Iterator[str]:
+    """Pieces of at most ~size characters, cut between whitespace and a word, so that no word
+    or separator is split and every tokenizer encodes the pieces as it would the whole."""
+    start = 0
+    while len(text) - start > size:
+        window = text[start : start + size]
+        cuts = list(_BOUNDARY.finditer(window, max(0, len(window) - 4096)))
+        end = start + (cuts[-1].start() + 1 if cuts else size)
+        yield text[start:end]
+        start = end
+    if start < len(text):
+        yield text[start:]
+
+
+@torch.inference_mode()
+def score_text(model: RNNLanguageModel, tokenizer: Tokenizer, text: str) -> Score:
+    """log P(text) as a product of per-token conditionals, starting after an <eos>; read in
+    chunks with the state carried, so any length fits in memory."""
+    check_text("TEXT", text)
+    nats, tokens, unknown = 0.0, 0, 0
+    previous, hidden = EOS_ID, None
+    for piece in text_chunks(text):
+        ids = tokenizer.encode(piece)
+        unknown += int((ids == UNK_ID).sum())
+        for start in range(0, len(ids), FEED_TOKENS):
+            targets = torch.from_numpy(ids[start : start + FEED_TOKENS].astype(np.int64))
+            inputs = torch.cat([torch.tensor([previous]), targets[:-1]])
+            logits, hidden = model(inputs.unsqueeze(0), hidden)
+            nats += sequence_loss(logits, targets.unsqueeze(0), reduction="sum").item()
+            tokens += len(targets)
+            previous = int(targets[-1])
+    if not tokens:
+        raise ConfigError("nothing to score: the text is empty")
+    return Score(
+        text=text,
+        tokens=tokens,
+        characters=len(text),
+        unknown=unknown,
+        logprob=-nats,
+        nats_per_token=nats / tokens,
+        bits_per_char=nats / max(1, len(text)) / LN2,
+        perplexity=math.exp(min(700.0, nats / tokens)),
+    )
