@@ -32,6 +32,13 @@ DEFAULT_LENGTH = 500
 OPEN_LENGTH_CAP = 10_000  # safety cap when stopping on <eos> or line counts
 
 
+WARM_UP_TOKENS = 256
+
+
+def _clone_state(state: list) -> list:
+    return [tuple(t.clone() for t in s) if isinstance(s, tuple) else s.clone() for s in state]
+
+
 class UnknownPrimeWarning(UserWarning):
     """Part of the prime is outside the vocabulary and was read as <unk>."""
 
@@ -55,6 +62,7 @@ class LanguageModel:
         self.tokenizer = tokenizer
         self.state = state or {}
         self.stepper = model.stepper()
+        self._warm: tuple[torch.Tensor, list] | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> LanguageModel:
@@ -84,23 +92,42 @@ class LanguageModel:
     def feed(
         self, ids: list[int] | np.ndarray, state: list | None = None
     ) -> tuple[torch.Tensor, list]:
-        """Read ids into the model from `state` (None: a fresh start after an <eos>), in chunks.
-
-        Returns the next-token logits (1, V) and the step state after the last id.
-        """
+        """Read ids into the model from `state` (None: a fresh start, see `warm_start`), in
+        chunks. Returns the next-token logits (1, V) and the step state after the last id."""
         ids = np.asarray(ids, dtype=np.int64)
         if state is None:
-            ids = np.concatenate([[EOS_ID], ids])
-        if len(ids) == 0:
-            raise ConfigError("nothing to feed")
-        hidden = None if state is None else self.stepper.to_hidden(state)
+            logits, state = self.warm_start()
+            if len(ids) == 0:
+                return logits, state
+        hidden = self.stepper.to_hidden(state)
         for start in range(0, len(ids), FEED_TOKENS):
             window = torch.from_numpy(ids[start : start + FEED_TOKENS]).unsqueeze(0)
             logits, hidden = self.model(window, hidden)
         return logits[:, -1], self.stepper.from_hidden(hidden)
 
+    @torch.inference_mode()
+    def warm_start(self) -> tuple[torch.Tensor, list]:
+        """Logits and state at the start of a unit (just after an <eos>), as a model has them
+        after writing one: from a zero state a model cannot tell where it is in a line (its
+        state never starts cold in training), so the first line it wrote came out malformed.
+        The state after greedily writing one unit of its own is computed once, deterministic."""
+        if self._warm is None:
+            logits, hidden = self.model(torch.tensor([[EOS_ID]]))
+            state, written = self.stepper.from_hidden(hidden), 0
+            for _ in range(WARM_UP_TOKENS):
+                scores = logits.reshape(1, -1).clone()
+                scores[:, UNK_ID] = -torch.inf
+                token = int(scores.argmax())
+                logits, state = self.stepper(torch.tensor([token]), state)
+                written += 1
+                if token == EOS_ID and written > 1:
+                    break
+            self._warm = (logits.reshape(1, -1), state)
+        logits, state = self._warm
+        return logits.clone(), _clone_state(state)
+
     def start(self, prime: str, rows: list[Row]) -> Decoding:
-        """Read <eos> + prime once; the logits and state, repeated for each row."""
+        """Read the prime from the warm start once; the logits and state, one per row."""
         ids = self.encode_prime(prime)
         for row in rows:
             if row.form is not None:
