@@ -63,7 +63,7 @@ def test_an_exact_beam_beats_every_narrower_one(tiny_lm):
     exact = tiny_lm.beam("b", width=4**3, length=4)[0]
     for width in (1, 2, 3, 4, 8):
         narrow = tiny_lm.beam("b", width=width, length=4)[0]
-        assert narrow.mean_logprob <= exact.mean_logprob + 1e-9
+        assert narrow.mean_logprob <= exact.mean_logprob + 1e-5  # batched matmuls round apart
 
 
 def test_beam_stops_and_length_penalty(tiny_lm):
