@@ -70,7 +70,7 @@ def main() -> None:
         raise SystemExit(f"{corpus} not found")
     tmp = tempfile.mkdtemp(prefix="bench-verse-")
     os.environ.setdefault("CHARRNN_DATA", f"{tmp}/data")
-    if args.run:
+    if args.run:  # a run trained earlier (e.g. by this script): --minutes labels it
         run = Path(args.run)
         val = charrnn.info(run).metrics.get("best_val_loss")
     else:
@@ -96,9 +96,17 @@ def main() -> None:
             good = [p for p in parsed if p is not None]
             logprob = statistics.mean(s.mean_logprob for s in samples)
             share, rhymed = len(good) / len(samples), rhyme_share(good)
-            rows.append([form, way, f"{share:.0%}", f"{rhymed:.0%}", f"{logprob:.3f}"])
+            lines = [line for s in samples for line in s.text.splitlines() if line.strip()]
+            couplet = re.compile(
+                rf"[\u4e00-\u9fff]{{{lengths[0]}}}，[\u4e00-\u9fff]{{{lengths[0]}}}。"
+            )
+            line_share = sum(bool(couplet.fullmatch(line)) for line in lines) / max(1, len(lines))
+            rows.append(
+                [form, way, f"{share:.0%}", f"{line_share:.0%}", f"{rhymed:.0%}", f"{logprob:.3f}"]
+            )
             record["forms"][form][way] = {
                 "well_formed": share,
+                "lines_well_formed": line_share,
                 "even_verses_rhyming": rhymed,
                 "mean_logprob": logprob,
                 "example": samples[0].text,
@@ -106,7 +114,7 @@ def main() -> None:
     print_table(
         f"Verse forms, char model trained {args.minutes:g} min on tang_poems.txt "
         f"(val loss {val:.3f} nats/char), {args.poems} poems per row, same seeds",
-        ["form", "decoding", "well-formed", "even verses rhyme", "mean log P/token"],
+        ["form", "decoding", "poems well-formed", "lines", "even verses rhyme", "mean log P/token"],
         rows,
     )
     for form in FORMS:
