@@ -36,9 +36,11 @@ from .config import (
 )
 from .corpus import read_corpus
 from .errors import ConfigError
+from .insight import draw_gradients, gradient_curves, neuron_ranking, plot_runs
 from .model import RNNLanguageModel
+from .pages import surprisal_page, unit_page, write_page
 from .rundir import RunDir, RunDirError, resolve_checkpoint
-from .sampling import LanguageModel, Score, load
+from .sampling import LanguageModel, Score, TokenSurprisal, load
 from .trainer import EventCallback, Trainer, TrainResult
 
 __all__ = [
@@ -47,6 +49,14 @@ __all__ = [
     "corpora",
     "default_run_dir",
     "fetch_corpus",
+    "draw_gradients",
+    "surprisal",
+    "surprisal_page",
+    "unit_page",
+    "write_page",
+    "gradient_curves",
+    "neuron_ranking",
+    "plot_runs",
     "info",
     "load",
     "prepare",
@@ -237,6 +247,15 @@ def score_texts(
     if per_line:
         scores.sort(key=lambda s: s.logprob, reverse=True)
     return scores
+
+
+def surprisal(
+    model: LanguageModel, text: str | None = None, file: str | os.PathLike | None = None
+) -> list[TokenSurprisal]:
+    """TEXT or a file's text, token by token, with surprisal in bits and the top-5 guesses."""
+    if (text is None) == (file is None):
+        raise ConfigError("give either TEXT or --file FILE")
+    return model.surprisal(read_corpus([file]) if file is not None else text)
 
 
 def chat_session(

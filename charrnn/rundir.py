@@ -188,7 +188,24 @@ class RunDir:
         )
 
     def read_config(self) -> dict[str, Any]:
-        return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+        try:
+            return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise RunDirError(f"{self.path}: no readable {CONFIG}: not a run directory") from None
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every log and evaluation record (a line cut short by a crash is skipped)."""
+        records = []
+        try:
+            lines = self.metrics.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            raise RunDirError(f"{self.path}: no {METRICS}: not a run directory") from None
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         self._append(self.metrics, json.dumps(record) + "\n")

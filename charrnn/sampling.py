@@ -23,8 +23,9 @@ from .config import SampleConfig, check_text
 from .decoding import Beam, Decoding, Row, Sampler, Stops, decode
 from .errors import ConfigError
 from .model import RNNLanguageModel
+from .neurons import Activations, record
 from .rundir import resolve_checkpoint
-from .scoring import FEED_TOKENS, Score, score_text, text_chunks
+from .scoring import FEED_TOKENS, Score, TokenSurprisal, score_text, surprisal, text_chunks
 from .tokenizers import EOS_ID, UNK_ID, Tokenizer
 from .verse import NAMED_FORMS, RHYME_SCHEMES, Form, parse_form
 
@@ -335,6 +336,14 @@ class LanguageModel:
     def score(self, text: str) -> Score:
         """log P(text) as a product of per-token conditionals, starting after an <eos>."""
         return score_text(self.model, self.tokenizer, text)
+
+    def surprisal(self, text: str, top: int = 5) -> list[TokenSurprisal]:
+        """Each token of `text` with its surprisal in bits and the model's top guesses there."""
+        return surprisal(self.model, self.tokenizer, text, top)
+
+    def activations(self, text: str) -> Activations:
+        """Every hidden (and LSTM cell) unit after each token of `text` (neurons.py)."""
+        return record(self, text)
 
 
 load = LanguageModel.load

@@ -18,7 +18,7 @@ import torch
 from .config import check_text
 from .errors import ConfigError
 from .model import RNNLanguageModel, sequence_loss
-from .tokenizers import EOS_ID, UNK_ID, Tokenizer
+from .tokenizers import EOS_ID, SENTINEL, UNK_ID, WORD_PATTERN, Tokenizer
 
 FEED_TOKENS = 4096  # tokens per forward pass when reading long text
 TEXT_CHUNK = 1 << 20  # characters encoded at a time
@@ -81,3 +81,62 @@ def score_text(model: RNNLanguageModel, tokenizer: Tokenizer, text: str) -> Scor
         bits_per_char=nats / max(1, len(text)) / LN2,
         perplexity=math.exp(min(700.0, nats / tokens)),
     )
+
+
+def token_pieces(tokenizer: Tokenizer, text: str, ids: np.ndarray) -> list[str]:
+    """The text each token of `ids` (the encoding of `text`) came from, so that a token read as
+    <unk> still shows what was written; decoded tokens where the cut cannot be recovered."""
+    marked = tokenizer._mark_separators(text)
+    if tokenizer.level == "char":
+        units = list(marked)
+    elif tokenizer.level == "word":
+        units = WORD_PATTERN.findall(marked)
+    else:
+        units = []
+    if len(units) != len(ids):
+        return [tokenizer.decode([int(i)]) for i in ids]
+    return [tokenizer.separator if unit == SENTINEL else unit for unit in units]
+
+
+@dataclass
+class TokenSurprisal:
+    text: str  # the token as it appears in the text
+    bits: float  # -log2 P(token | everything before it)
+    guesses: list[tuple[str, float]]  # the model's top guesses for this position
+
+
+@torch.inference_mode()
+def surprisal(
+    model: RNNLanguageModel, tokenizer: Tokenizer, text: str, top: int = 5
+) -> list[TokenSurprisal]:
+    """Every token of `text` with its surprisal in bits and the model's top guesses there."""
+    check_text("TEXT", text)
+    found: list[TokenSurprisal] = []
+    previous, hidden = EOS_ID, None
+    for piece in text_chunks(text):
+        ids = tokenizer.encode(piece)
+        texts = token_pieces(tokenizer, piece, ids)
+        for start in range(0, len(ids), FEED_TOKENS):
+            targets = torch.from_numpy(ids[start : start + FEED_TOKENS].astype(np.int64))
+            inputs = torch.cat([torch.tensor([previous]), targets[:-1]])
+            logits, hidden = model(inputs.unsqueeze(0), hidden)
+            log_probs = torch.log_softmax(logits[0], dim=-1)
+            best = log_probs.exp().topk(min(top, log_probs.size(-1)), dim=-1)
+            for t, target in enumerate(targets.tolist()):
+                found.append(
+                    TokenSurprisal(
+                        text=texts[start + t],
+                        bits=-float(log_probs[t, target]) / LN2,
+                        guesses=[
+                            (
+                                tokenizer.token_text(int(i)) if int(i) != UNK_ID else "<unk>",
+                                float(p),
+                            )
+                            for p, i in zip(best.values[t], best.indices[t], strict=True)
+                        ],
+                    )
+                )
+            previous = int(targets[-1])
+    if not found:
+        raise ConfigError("nothing to score: the text is empty")
+    return found

@@ -3,7 +3,7 @@
 One module per group of commands; each imports only api, config, console and errors.
 """
 
-from . import chat, data, generate, train  # noqa: F401  (each registers its commands)
+from . import chat, data, generate, inside, train  # noqa: F401  (each registers its commands)
 from .base import cli
 
 

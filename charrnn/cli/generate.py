@@ -113,13 +113,28 @@ def generate(
 )
 @click.option("--per-line", is_flag=True, help="Score each line on its own and rank them.")
 @format_option("table", "json")
+@click.option("--show", is_flag=True, help="Print the text coloured by surprisal (bits per token).")
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False),
+    help="Write a page: surprisal colours, the model's top-5 guesses on hover.",
+)  # fmt: skip
 @friendly_errors
-def score(checkpoint_path, text, file_path, per_line, output_format) -> None:  # fmt: skip
+def score(checkpoint_path, text, file_path, per_line, output_format, show, html_file) -> None:  # fmt: skip
     """How likely is TEXT under the model? Log-probability, nats/token, bits/char, perplexity."""
     from .. import api
     from ..console import json_line, score_table
 
     model = api.load(checkpoint_path)
+    if show or html_file:
+        from ..console import surprisal_text
+
+        tokens = api.surprisal(model, text, file_path)
+        if html_file:
+            api.write_page(html_file, api.surprisal_page(tokens, "charrnn score"))
+            click.echo(f"wrote {click.format_filename(html_file)}")
+        if show:
+            console(color=True).print(surprisal_text(tokens))
+        return
     scores = api.score_texts(model, text, file_path, per_line)
     if output_format == "json":
         for item in scores:

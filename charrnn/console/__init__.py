@@ -4,6 +4,7 @@ Model output and user text are printed as plain text: never parsed as rich marku
 characters other than newline and tab are shown escaped, so a corpus cannot drive the terminal.
 """
 
+from .plots import curves_chart, gradients_chart, sparkline, surprisal_text, unit_text
 from .tables import (
     byte_progress,
     chat_header,
@@ -17,6 +18,11 @@ from .text import json_line, plain, safe_text, shown_token, write_model_text
 from .training import TrainingDisplay
 
 __all__ = [
+    "curves_chart",
+    "gradients_chart",
+    "sparkline",
+    "surprisal_text",
+    "unit_text",
     "TrainingDisplay",
     "byte_progress",
     "chat_header",

@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .plots import sparkline
 from .tables import _fmt
 from .text import plain
 
@@ -24,6 +25,7 @@ class TrainingDisplay:
         self.live_mode = console.is_terminal
         self.last: dict[str, Any] = {}
         self.samples: list[str] = []
+        self.val_history: list[float] = []  # validation bits/char, for the sparkline
         self.progress = Progress(
             TextColumn("[bold]training"),
             BarColumn(),
@@ -73,6 +75,8 @@ class TrainingDisplay:
             _fmt(last.get("val_bpc")),
         )
         stats.add_row("best val", _fmt(last.get("best_val_loss")), "lr", f"{last.get('lr', 0):.2e}")
+        if self.val_history:
+            stats.add_row("val bpc", sparkline(self.val_history), "", "")
         parts: list[Any] = [self.progress, stats]
         if self.samples:
             parts.append(Panel(plain(self.samples[-1][-400:]), title="sample", border_style="dim"))
@@ -95,6 +99,7 @@ class TrainingDisplay:
             last["tps"] = event.tokens_per_sec
         if event.val_loss is not None:
             last.update(val_loss=event.val_loss, val_bpc=event.val_bpc)
+            self.val_history.append(event.val_bpc)
         if event.progress is not None:
             self.progress.update(self.task, completed=event.progress)
         if event.kind == "sample":
