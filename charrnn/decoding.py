@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from .config import SampleConfig
+from .devices import ThreadGovernor
 from .tokenizers import EOS_ID, UNK_ID, Tokenizer
 from .verse import FormState
 
@@ -233,6 +235,7 @@ def decode(
     tokenizer: Tokenizer,
     strategy: Sampler | Beam,
     stops: Stops,
+    governor: ThreadGovernor | None = None,
 ) -> Iterator[tuple[int, str]]:
     """Yield (row, text piece) as tokens are chosen (sampling only: beam hypotheses change).
     When it returns, `decoding` holds the final rows and the state after each row's last token
@@ -241,20 +244,25 @@ def decode(
         row.decoder = row.decoder or tokenizer.decoder()
         row.done = row.done or stops.length <= 0
     while not all(row.done for row in decoding.rows):
+        started = time.perf_counter()
         scores = decoding.logits.numpy()
         log_probs = log_softmax(scores)
         sources, tokens, rows = strategy.choose(decoding.rows, scores, log_probs)
         if sources != list(range(len(decoding.rows))):
             decoding.state = _gather(decoding.state, sources)
+        pieces = []
         for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             if token is None:
                 continue
             piece = _advance(row, token, float(log_probs[sources[index], token]), stops)
             if piece and strategy.streams:
-                yield index, piece
+                pieces.append((index, piece))
         decoding.rows = rows
         ids = torch.tensor([row.last_token for row in rows], dtype=torch.long)
         decoding.logits, decoding.state = step(ids, decoding.state)
+        if governor is not None:
+            governor.observe(len(rows), time.perf_counter() - started)
+        yield from pieces  # after the step: time spent by the reader is not the model's
     for index, row in enumerate(decoding.rows):
         tail = row.decoder.flush()
         if tail and not stops.line_end:

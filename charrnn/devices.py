@@ -6,6 +6,8 @@ import torch
 
 from .guard import TrainingError
 
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before anything changes it
+
 
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
@@ -28,3 +30,65 @@ def pick_device(name: str) -> torch.device:
 def use_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+class ThreadGovernor:
+    """Keeps whichever CPU thread count is fastest right now.
+
+    On this kind of machine (2 cores) a second CPU-bound program makes torch's two threads wait
+    on each other: training fell to 21% and generation to 14% of their idle speed, while one
+    thread kept 56% and 63%. So work is timed in windows of at least `min_window` seconds: each
+    thread count is tried once, the faster one is kept, and after `reprobe_every` windows the
+    other is tried again, so the choice follows the machine's load both ways; while probes keep
+    confirming the choice the interval doubles (a probe of the wrong count is a slow window). An explicit
+    `--threads` turns this off (and keeps runs bit-identical: the thread count changes the
+    order of floating-point sums).
+    """
+
+    def __init__(self, most: int | None = None, min_window: float = 0.25, reprobe_every: int = 20):
+        most = most or DEFAULT_THREADS
+        self.counts = [most, 1] if most > 1 else [1]
+        self.min_window, self.reprobe_every = min_window, reprobe_every
+        self.rates: dict[int, float] = {}
+        self.queue = list(self.counts)  # each count once at the start
+        self.current = self.queue.pop(0)
+        self.chosen = self.current
+        self.windows, self.units, self.seconds = 0, 0.0, 0.0
+        self.interval = reprobe_every
+        self.next_probe = reprobe_every
+        torch.set_num_threads(self.current)
+
+    @property
+    def active(self) -> bool:
+        return len(self.counts) > 1
+
+    def observe(self, units: float, seconds: float) -> str | None:
+        """Record work done; returns a message when the kept thread count changes."""
+        if not self.active:
+            return None
+        self.units += units
+        self.seconds += seconds
+        if self.seconds < self.min_window:
+            return None
+        self.rates[self.current] = self.units / self.seconds
+        self.units = self.seconds = 0.0
+        self.windows += 1
+        best = max(self.rates, key=self.rates.get)
+        message = None
+        if best != self.chosen and not self.queue:
+            slower = self.rates[self.chosen]
+            message = (
+                f"throughput {slower:,.0f}/s on {self.chosen} thread(s), {self.rates[best]:,.0f}/s "
+                f"on {best}: another program is using the CPU? now on {best} thread(s)"
+            )
+            self.chosen = best
+            self.interval = self.reprobe_every
+        elif self.current != self.chosen and not self.queue:
+            # a probe confirmed the choice: probing costs (a slow window), so back off
+            self.interval = min(self.interval * 2, 32 * self.reprobe_every)
+        if not self.queue and self.windows >= self.next_probe:
+            self.queue = [c for c in self.counts if c != self.chosen]
+            self.next_probe = self.windows + self.interval
+        self.current = self.queue.pop(0) if self.queue else self.chosen
+        torch.set_num_threads(self.current)
+        return message

@@ -161,6 +161,10 @@ class SingleStep:
             return [(h[i].clone(), c[i].clone()) for i in range(self.layers)]
         return [hidden[i].clone() for i in range(self.layers)]
 
+    @staticmethod
+    def clone(state: list) -> list:
+        return [tuple(t.clone() for t in s) if isinstance(s, tuple) else s.clone() for s in state]
+
     def to_hidden(self, state: list) -> Hidden:
         if self.cell == "lstm":
             return (torch.stack([h for h, _ in state]), torch.stack([c for _, c in state]))

@@ -21,6 +21,7 @@ import torch
 from . import checkpoint
 from .config import SampleConfig, check_text
 from .decoding import Beam, Decoding, Row, Sampler, Stops, decode
+from .devices import ThreadGovernor
 from .errors import ConfigError
 from .model import RNNLanguageModel
 from .neurons import Activations, record
@@ -34,10 +35,6 @@ OPEN_LENGTH_CAP = 10_000  # safety cap when stopping on <eos> or line counts
 
 
 WARM_UP_TOKENS = 256
-
-
-def _clone_state(state: list) -> list:
-    return [tuple(t.clone() for t in s) if isinstance(s, tuple) else s.clone() for s in state]
 
 
 class UnknownPrimeWarning(UserWarning):
@@ -64,6 +61,7 @@ class LanguageModel:
         self.state = state or {}
         self.stepper = model.stepper()
         self._warm: tuple[torch.Tensor, list] | None = None
+        self.governor = ThreadGovernor(min_window=0.1)  # follows the machine's load
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> LanguageModel:
@@ -125,7 +123,7 @@ class LanguageModel:
                     break
             self._warm = (logits.reshape(1, -1), state)
         logits, state = self._warm
-        return logits.clone(), _clone_state(state)
+        return logits.clone(), self.stepper.clone(state)
 
     def start(self, prime: str, rows: list[Row]) -> Decoding:
         """Read the prime from the warm start once; the logits and state, one per row."""
@@ -226,7 +224,7 @@ class LanguageModel:
         self, prime: str, rows: list[Row], strategy, stops: Stops
     ) -> Iterator[tuple[int, str]]:
         decoding = self.start(prime, rows)
-        yield from decode(decoding, self.stepper, self.tokenizer, strategy, stops)
+        yield from decode(decoding, self.stepper, self.tokenizer, strategy, stops, self.governor)
         rows[:] = decoding.rows
 
     def stream(

@@ -21,7 +21,7 @@ import torch
 from .batching import StreamBatcher, eval_batches
 from .cache import PreparedCorpus
 from .config import DataConfig, ModelConfig, TrainConfig, resolve_sizes, to_dict
-from .devices import pick_device, use_threads
+from .devices import ThreadGovernor, pick_device, use_threads
 from .events import EventCallback, TrainEvent, TrainResult
 from .guard import DivergenceGuard, TrainingError
 from .model import Hidden, RNNLanguageModel, detach_hidden, sequence_loss
@@ -65,6 +65,8 @@ class Trainer:
         self.sampler = sampler
         self.device = pick_device(self.config.device)
         use_threads(self.config.threads)
+        # without --threads, the thread count follows the machine's load (devices.py)
+        self.governor = ThreadGovernor() if self.config.threads is None else None
         model_config.vocab_size = corpus.tokenizer.vocab_size
         torch.manual_seed(self.config.seed)
         self.model = RNNLanguageModel(model_config).to(self.device)
@@ -253,7 +255,13 @@ class Trainer:
         self._emit("start", message=f"{self.model.num_parameters:,} parameters on {self.device}")
         window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
         while (stop_reason := self._stop_reason()) is None:
+            step_started = time.perf_counter()
             loss, norm = self.train_step()
+            if self.governor is not None:  # per step, so a slow probe is over after one
+                tokens = self.config.batch_size * self.config.bptt
+                change = self.governor.observe(tokens, time.perf_counter() - step_started)
+                if change:
+                    self._emit("warning", message=change)
             if not self.guard.healthy(loss):
                 continue
             window_loss, window_steps = window_loss + loss, window_steps + 1
