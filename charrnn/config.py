@@ -181,6 +181,7 @@ class TrainConfig:
     warmup: int = 50
     eval_every: int | None = None  # None: ten evaluations over a planned run, else every 200 steps
     log_every: int = 10
+    eval_tokens: int | None = 65_536  # validation tokens per evaluation while training (None: all)
     patience: int | None = None
     sample_every: int = 0
     sample_length: int = 200
@@ -217,6 +218,7 @@ class TrainConfig:
         )
         _between("--eval-every", self.eval_every, 1, 1e15, optional=True)
         _between("--log-every", self.log_every, 1, 1e15)
+        _between("--eval-tokens", self.eval_tokens, 256, 1e12, optional=True)
         _between("--patience", self.patience, 1, 1e9, optional=True)
         _between("--sample-every", self.sample_every, 0, 1e15)
         _between("--warmup", self.warmup, 0, 1e15)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 @dataclass
 class TrainEvent:
-    kind: str  # start | log | eval | sample | warning | end
+    kind: str  # start | log | eval | final | sample | warning | end
     step: int
     epoch: float
     tokens: int
@@ -21,6 +21,8 @@ class TrainEvent:
     train_loss: float | None = None
     val_loss: float | None = None
     val_bpc: float | None = None
+    val_stderr: float | None = None  # standard error of val_loss (from the subsample's streams)
+    eval_share: float | None = None  # fraction of the run's time spent evaluating so far
     best_val_loss: float | None = None
     grad_norm: float | None = None
     tokens_per_sec: float | None = None

@@ -232,6 +232,20 @@ class RunDir:
                     "the previous checkpoint is kept"
                 ) from None
 
+    def best_weights(self) -> dict[str, Any] | None:
+        return checkpoint.load(self.best)["model"] if self.best.is_file() else None
+
+    def update_best_metrics(self, metrics: dict[str, Any]) -> None:
+        """Add figures measured after the fact (the whole split's loss) to best.pt's metrics."""
+        if not self.best.is_file():
+            return
+        state = checkpoint.load(self.best)
+        state["metrics"] = {**state.get("metrics", {}), **metrics}
+        try:
+            checkpoint.save(state, self.best)
+        except OSError as error:
+            raise RunDirError(f"cannot write {self.best}: {error.strerror or error}") from None
+
     # -- resuming ----------------------------------------------------------------------------
     def resume_state(self) -> dict[str, Any]:
         """The newest full state, with metrics and samples cut back to its step.

@@ -10,6 +10,7 @@ exactly where an uninterrupted run would.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -18,10 +19,11 @@ from typing import Any
 
 import torch
 
-from .batching import StreamBatcher, eval_batches
+from .batching import StreamBatcher
 from .cache import PreparedCorpus
 from .config import DataConfig, ModelConfig, TrainConfig, resolve_sizes, to_dict
 from .devices import ThreadGovernor, pick_device, use_threads
+from .evaluation import Evaluation, evaluate
 from .events import EventCallback, TrainEvent, TrainResult
 from .guard import DivergenceGuard, TrainingError
 from .model import Hidden, RNNLanguageModel, detach_hidden, sequence_loss
@@ -30,7 +32,8 @@ from .schedule import Progress, Schedule
 from .trainstate import capture, restore
 
 LN2 = math.log(2.0)
-EVAL_BPTT = 256
+OVERFIT_EVALS = 3  # evaluations clearly worse than the best, in a row, that end a run
+OVERFIT_MARGIN = 0.005  # nats: at least this much worse counts
 
 __all__ = ["EventCallback", "TrainEvent", "TrainResult", "Trainer", "TrainingError"]
 
@@ -86,6 +89,11 @@ class Trainer:
         self._started: float | None = None
         self._stop_requested = False
         self.history: list[dict] = []
+        self.eval_seconds = 0.0
+        self.last_val_stderr: float | None = None
+        self.recent_val: list[float] = []
+        self.best_full_val_loss: float | None = None  # best.pt on the whole split, at the end
+        self._best_weights: dict | None = None
         self.sources = corpus.origins or list(corpus.stats.sources)
         if resume_state is not None:
             restore(self, resume_state)
@@ -140,7 +148,7 @@ class Trainer:
             progress=self.schedule.fraction_done(progress),
             **values,
         )
-        if kind in ("log", "eval"):
+        if kind in ("log", "eval", "final"):
             record = {k: v for k, v in asdict(event).items() if k not in ("text", "message")}
             self.history.append(record)
             if self.run_dir is not None:
@@ -188,40 +196,73 @@ class Trainer:
         self.hidden = None
         self._emit("warning", message=message)
 
-    @torch.no_grad()
-    def evaluate(self) -> float:
-        """Mean nats per token over the whole validation split, state carried along streams."""
-        self.model.eval()
-        total, count = 0.0, 0
-        hidden = None
-        for inputs, targets in eval_batches(self.corpus.val_ids, self.config.batch_size, EVAL_BPTT):
-            logits, hidden = self.model(inputs.to(self.device), hidden)
-            total += sequence_loss(logits, targets.to(self.device), reduction="sum").item()
-            count += targets.numel()
-        return total / count
+    def evaluate(self, limit: int | None = None) -> Evaluation:
+        """Validation loss of the current weights: the whole split, or `limit` tokens of it."""
+        return evaluate(self.model, self.corpus.val_ids, self.config.batch_size, self.device, limit)
 
     def _save(self, best: bool) -> None:
         if self.run_dir is not None:
             self.run_dir.save(self.state_dict(), best=best)
 
-    def _run_eval(self) -> None:
-        val = self.evaluate()
+    def _run_eval(self, final: bool = False) -> None:
+        """Validate on the subsample (checkpoints are ranked on it); the final one also scores
+        the whole split, for the final weights and for best.pt."""
+        result = self.evaluate(self.config.eval_tokens)
+        self.eval_seconds += result.seconds
         self.last_eval = self.progress
-        if not self.guard.healthy(val):
-            self._recover(f"validation loss {val:.3g} is far above uniform guessing")
+        if not self.guard.healthy(result.loss):
+            self._recover(f"validation loss {result.loss:.3g} is far above uniform guessing")
             return
-        self.last_val_loss = val
+        val = result.loss
+        self.last_val_loss, self.last_val_stderr = val, result.stderr
+        self.recent_val = [*self.recent_val[-OVERFIT_EVALS:], val]
         improved = self.best_val_loss is None or val < self.best_val_loss
         if improved:
             self.best_val_loss, self.best_step = val, self.step
             self.evals_without_improvement = 0
+            if self.config.eval_tokens is not None:
+                self._best_weights = copy.deepcopy(self.model.state_dict())
         else:
             self.evals_without_improvement += 1
             if self.config.open_ended:
                 self.plateau_scale *= 0.5
-        self._emit("eval", val_loss=val, val_bpc=self.bpc(val), improved=improved)
+        self._emit(
+            "eval",
+            val_loss=val,
+            val_bpc=self.bpc(val),
+            val_stderr=result.stderr,
+            eval_share=self.eval_seconds / max(1e-9, self.elapsed),
+            improved=improved,
+        )
         self._save(best=improved)
         self.guard.remember(self.model, self.optimizer)
+        if (
+            final
+            and self.config.eval_tokens is not None
+            and result.tokens < len(self.corpus.val_ids) - 1
+        ):
+            self._final_evaluation(improved)
+
+    def _final_evaluation(self, final_is_best: bool) -> None:
+        whole = self.evaluate()
+        self.last_val_loss = whole.loss
+        best = whole.loss
+        if not final_is_best:  # best.pt is an earlier checkpoint: its weights, on the whole split
+            weights = self._best_weights
+            if weights is None and self.run_dir is not None:
+                weights = self.run_dir.best_weights()  # kept only on disk after a resume
+            if weights is None:
+                return
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(weights)
+            best = evaluate(model, self.corpus.val_ids, self.config.batch_size, self.device).loss
+        self.best_full_val_loss = best
+        self._emit(
+            "final", val_loss=whole.loss, val_bpc=self.bpc(whole.loss), improved=final_is_best
+        )
+        if self.run_dir is not None:
+            metrics = {"best_val_loss": best, "best_val_bpc": self.bpc(best), "split": "whole"}
+            self.run_dir.update_best_metrics(metrics)
 
     def _sample(self) -> None:
         text = self.sampler(self.model, self.step)
@@ -236,7 +277,20 @@ class Trainer:
         patience = self.config.patience
         if reason is None and patience and self.evals_without_improvement >= patience:
             reason = f"no improvement in {patience} evaluations (--patience)"
+        if reason is None and patience is None and self._overfitting():
+            reason = (
+                f"validation got clearly worse in {OVERFIT_EVALS} evaluations in a row "
+                f"(overfitting); best.pt is from step {self.best_step}"
+            )
         return reason
+
+    def _overfitting(self) -> bool:
+        """Without --patience, a run stops once validation has clearly stopped improving: the
+        last evaluations all worse than the best by more than twice their standard error."""
+        if self.evals_without_improvement < OVERFIT_EVALS or self.best_val_loss is None:
+            return False
+        margin = max(2 * (self.last_val_stderr or 0.0), OVERFIT_MARGIN)
+        return all(loss > self.best_val_loss + margin for loss in self.recent_val[-OVERFIT_EVALS:])
 
     def run(self) -> TrainResult:
         self._started = time.perf_counter()
@@ -286,16 +340,21 @@ class Trainer:
         if interrupted:
             self._save(best=False)
         elif self.last_eval is None or self.last_eval.step != self.step:
-            self._run_eval()
+            self._run_eval(final=True)
+        elif self.config.eval_tokens is not None and self.best_full_val_loss is None:
+            self._final_evaluation(self.best_step == self.step)
         self.elapsed_before, self._started = self.elapsed, None
         self._emit("end", message=stop_reason)
+        best = (
+            self.best_full_val_loss if self.best_full_val_loss is not None else self.best_val_loss
+        )
         return TrainResult(
             run_dir=self.run_dir.path if self.run_dir is not None else None,
             steps=self.step,
             tokens=self.tokens,
             elapsed=self.elapsed,
-            best_val_loss=self.best_val_loss,
-            best_val_bpc=self.bpc(self.best_val_loss),
+            best_val_loss=best,
+            best_val_bpc=self.bpc(best),
             last_val_loss=self.last_val_loss,
             stop_reason=stop_reason,
             interrupted=interrupted,

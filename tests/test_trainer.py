@@ -60,7 +60,7 @@ def test_carried_state_beats_reset_on_long_range_repeats(tmp_path):
         ),
     )
     trainer.run()
-    carried = trainer.evaluate()
+    carried = trainer.evaluate().loss
     from charrnn.batching import eval_batches
 
     total = count = 0
@@ -291,3 +291,50 @@ def test_info_shows_the_checkpoint(trained_run):
     assert result.exit_code == 0, result.output
     for text in ("1x16 LSTM", "parameters", "char", "best val bpc", "steps"):
         assert text in result.output
+
+
+def test_evaluation_on_a_subsample_then_the_whole_split_at_the_end(tmp_path):
+    import random
+
+    from charrnn.evaluation import evaluate
+
+    rng = random.Random(0)
+    words = ["the", "cat", "sat", "on", "mat", "dog", "log", "a", "and", "met"]
+    corpus = tmp_path / "big.txt"
+    corpus.write_text("\n".join(" ".join(rng.choices(words, k=8)) for _ in range(3000)) + "\n")
+    result = tiny_train(corpus, tmp_path / "run", steps=60, eval_every=20, eval_tokens=1024)
+    evals = [h for h in result.history if h["kind"] == "eval"]
+    finals = [h for h in result.history if h["kind"] == "final"]
+    assert [e["step"] for e in evals] == [20, 40, 60] and len(finals) == 1
+    assert all(e["val_stderr"] > 0 and 0 < e["eval_share"] < 1 for e in evals)
+    state = checkpoint.load(tmp_path / "run" / "best.pt")
+    prepared = prepare([corpus])
+    model = checkpoint.build_model(state)
+    whole = evaluate(model, prepared.val_ids, 4)
+    assert whole.tokens > 8 * 1024  # the whole split is far larger than the subsample
+    assert state["metrics"]["split"] == "whole"
+    assert state["metrics"]["best_val_loss"] == pytest.approx(whole.loss, rel=1e-6)
+    assert result.best_val_loss == pytest.approx(whole.loss, rel=1e-6)
+    sample = evaluate(model, prepared.val_ids, 4, limit=1024)
+    assert sample.tokens < 2 * 1024 and abs(sample.loss - whole.loss) < 4 * sample.stderr + 0.05
+
+
+def test_an_overfitting_run_stops_on_its_own_and_keeps_the_best(tmp_path):
+    import random
+
+    rng = random.Random(1)
+    corpus = tmp_path / "small.txt"  # random letters: nothing generalises, everything overfits
+    corpus.write_text("".join(rng.choice("abcdefgh \n") for _ in range(4000)))
+    result = tiny_train(
+        corpus, tmp_path / "run", steps=3000, model={"hidden": 128, "embed": 16}, eval_every=25,
+        lr=3e-2,
+    )  # fmt: skip
+    assert "overfitting" in result.stop_reason, result.stop_reason
+    assert result.steps < 3000
+    best = checkpoint.load(tmp_path / "run" / "best.pt")["trainer"]["step"]
+    assert best < result.steps and f"step {best}" in result.stop_reason
+    patient = tiny_train(
+        corpus, tmp_path / "patient", steps=400, model={"hidden": 128, "embed": 16},
+        eval_every=25, lr=3e-2, patience=1000,
+    )  # fmt: skip
+    assert patient.steps == 400  # an explicit --patience replaces the automatic stop

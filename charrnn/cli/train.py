@@ -80,6 +80,12 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
     type=int,
     help="Validate and save every N steps (default: 10 times per planned run, else 200).",
 )
+@click.option(
+    "--eval-tokens",
+    type=int,
+    help="Validation tokens read per evaluation while training (default 65536; the whole "
+    "split is scored at the end).",
+)
 @click.option("--log-every", type=int, help="Log every N steps (default 10).")
 @click.option("--patience", type=int, help="Stop after N evaluations without improvement.")
 @click.option("--sample-every", type=int, help="Show a sample every N steps (0: never).")
