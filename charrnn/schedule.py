@@ -20,6 +20,8 @@ from .config import TrainConfig
 MIN_LR_FRACTION = 0.01
 EVALS_PER_RUN = 10
 DEFAULT_EVAL_EVERY = 200
+OVERFIT_EVALS = 3  # evaluations clearly worse than the best, in a row, that end a run
+OVERFIT_MARGIN = 0.005  # nats: at least this much worse counts as clearly worse
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,27 @@ class Schedule:
             return f"reached --max-time {c.max_time:g}s"
         if c.epochs is not None and progress.epoch >= c.epochs:
             return f"reached --epochs {c.epochs:g}"
+        return None
+
+    def stopped_improving(
+        self, since_best: list[float], best: float | None, best_step: int, stderr: float | None
+    ) -> str | None:
+        """Why to stop on validation, or None. `since_best` holds the validation losses after
+        the best one. With --patience: after that many. Without: once the last OVERFIT_EVALS
+        are all worse than the best by more than twice their standard error (overfitting)."""
+        patience = self.config.patience
+        if patience:
+            if len(since_best) >= patience:
+                return f"no improvement in {patience} evaluations (--patience)"
+            return None
+        if best is None or len(since_best) < OVERFIT_EVALS:
+            return None
+        margin = max(2 * (stderr or 0.0), OVERFIT_MARGIN)
+        if all(loss > best + margin for loss in since_best[-OVERFIT_EVALS:]):
+            return (
+                f"validation got clearly worse in {OVERFIT_EVALS} evaluations in a row "
+                f"(overfitting); best.pt is from step {best_step}"
+            )
         return None
 
     def eval_interval_steps(self) -> int | None:

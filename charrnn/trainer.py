@@ -32,8 +32,6 @@ from .schedule import Progress, Schedule
 from .trainstate import capture, restore
 
 LN2 = math.log(2.0)
-OVERFIT_EVALS = 3  # evaluations clearly worse than the best, in a row, that end a run
-OVERFIT_MARGIN = 0.005  # nats: at least this much worse counts
 
 __all__ = ["EventCallback", "TrainEvent", "TrainResult", "Trainer", "TrainingError"]
 
@@ -79,7 +77,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.schedule = Schedule(self.config, self.batcher.batches_per_epoch)
         self.guard = DivergenceGuard(model_config.vocab_size, self.config.max_bad_steps)
-        self.step = self.tokens = self.best_step = self.evals_without_improvement = 0
+        self.step = self.tokens = self.best_step = 0
         self.elapsed_before = 0.0
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
@@ -91,7 +89,7 @@ class Trainer:
         self.history: list[dict] = []
         self.eval_seconds = 0.0
         self.last_val_stderr: float | None = None
-        self.recent_val: list[float] = []
+        self.since_best: list[float] = []  # validation losses after the best one
         self.best_full_val_loss: float | None = None  # best.pt on the whole split, at the end
         self._best_weights: dict | None = None
         self.sources = corpus.origins or list(corpus.stats.sources)
@@ -215,15 +213,13 @@ class Trainer:
             return
         val = result.loss
         self.last_val_loss, self.last_val_stderr = val, result.stderr
-        self.recent_val = [*self.recent_val[-OVERFIT_EVALS:], val]
         improved = self.best_val_loss is None or val < self.best_val_loss
         if improved:
-            self.best_val_loss, self.best_step = val, self.step
-            self.evals_without_improvement = 0
+            self.best_val_loss, self.best_step, self.since_best = val, self.step, []
             if self.config.eval_tokens is not None:
                 self._best_weights = copy.deepcopy(self.model.state_dict())
         else:
-            self.evals_without_improvement += 1
+            self.since_best.append(val)
             if self.config.open_ended:
                 self.plateau_scale *= 0.5
         self._emit(
@@ -273,24 +269,9 @@ class Trainer:
     def _stop_reason(self) -> str | None:
         if self._stop_requested:
             return "interrupted"
-        reason = self.schedule.finished(self.progress)
-        patience = self.config.patience
-        if reason is None and patience and self.evals_without_improvement >= patience:
-            reason = f"no improvement in {patience} evaluations (--patience)"
-        if reason is None and patience is None and self._overfitting():
-            reason = (
-                f"validation got clearly worse in {OVERFIT_EVALS} evaluations in a row "
-                f"(overfitting); best.pt is from step {self.best_step}"
-            )
-        return reason
-
-    def _overfitting(self) -> bool:
-        """Without --patience, a run stops once validation has clearly stopped improving: the
-        last evaluations all worse than the best by more than twice their standard error."""
-        if self.evals_without_improvement < OVERFIT_EVALS or self.best_val_loss is None:
-            return False
-        margin = max(2 * (self.last_val_stderr or 0.0), OVERFIT_MARGIN)
-        return all(loss > self.best_val_loss + margin for loss in self.recent_val[-OVERFIT_EVALS:])
+        return self.schedule.finished(self.progress) or self.schedule.stopped_improving(
+            self.since_best, self.best_val_loss, self.best_step, self.last_val_stderr
+        )
 
     def run(self) -> TrainResult:
         self._started = time.perf_counter()

@@ -39,7 +39,8 @@ def capture(trainer: Trainer) -> dict[str, Any]:
     }
     counters.update(
         elapsed=trainer.elapsed,
-        evals_without_improvement=trainer.evals_without_improvement,
+        since_best=trainer.since_best,
+        last_val_stderr=trainer.last_val_stderr,
         plateau_scale=trainer.plateau_scale,
         last_eval=asdict(trainer.last_eval) if trainer.last_eval else None,
     )
@@ -76,7 +77,8 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
         setattr(trainer, name, counters[name])
     trainer.elapsed_before = counters["elapsed"]
     trainer.sources = state["corpus"]["sources"]  # where the run began, wherever it resumes
-    trainer.evals_without_improvement = counters["evals_without_improvement"]
+    trainer.since_best = list(counters["since_best"])
+    trainer.last_val_stderr = counters["last_val_stderr"]
     trainer.plateau_scale = counters["plateau_scale"]
     trainer.last_eval = Progress(**counters["last_eval"]) if counters["last_eval"] else None
     trainer.guard.load_state_dict(state["guard"])

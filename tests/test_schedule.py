@@ -89,3 +89,15 @@ def test_budget_rules():
     assert (new.max_steps, new.max_time, new.epochs) == (80, None, None)
     assert with_budget(old).max_time == 600
     assert math.isclose(with_budget(old, max_time=1200).max_time, 1200)
+
+
+def test_stopped_improving_with_patience_or_on_clear_overfitting():
+    patient = schedule(max_steps=100, patience=2)
+    assert patient.stopped_improving([1.1], 1.0, 10, 0.01) is None
+    assert "(--patience)" in patient.stopped_improving([1.1, 1.0], 1.0, 10, 0.01)
+    auto = schedule(max_steps=100)
+    assert auto.stopped_improving([1.2, 1.3], 1.0, 10, 0.01) is None  # not three yet
+    assert "best.pt is from step 10" in auto.stopped_improving([1.2, 1.3, 1.25], 1.0, 10, 0.01)
+    # within twice the standard error: noise, not overfitting
+    assert auto.stopped_improving([1.01, 1.015, 1.012], 1.0, 10, 0.01) is None
+    assert auto.stopped_improving([1.2, 1.3, 1.25], None, 0, None) is None
