@@ -56,13 +56,9 @@ def plot_runs(
 ) -> Path:
     """One chart of every run (train dashed, validation solid, best point marked) as PNG/SVG;
     `size` in inches at 100 dpi."""
-    output = Path(output)
-    if output.suffix.lower() not in (".png", ".svg"):
-        raise ConfigError(f"{output}: the image must be .png or .svg")
     if x not in AXES:
         raise ConfigError(f"--x must be tokens or time (got {x!r})")
-    pyplot = _pyplot()
-    figure, axes = pyplot.subplots(figsize=size, dpi=100)
+    figure, axes = new_figure(output, size)
     for index, curves in enumerate(runs):
         color = f"C{index % 10}"
         axes.plot(curves.train[x], curves.train["bpc"], "--", color=color, alpha=0.6,
@@ -75,7 +71,27 @@ def plot_runs(
                           textcoords="offset points", xytext=(6, -12))  # fmt: skip
     axes.set_xlabel("tokens seen" if x == "tokens" else "seconds")
     axes.set_ylabel("bits per character")
-    axes.grid(alpha=0.3)
+    return save_figure(figure, axes, output)
+
+
+def new_figure(output: str | os.PathLike, size: tuple = (8, 5)):
+    """A matplotlib figure for a .png or .svg file (matplotlib is the optional `plot` extra)."""
+    if Path(output).suffix.lower() not in (".png", ".svg"):
+        raise ConfigError(f"{output}: the image must be .png or .svg")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as pyplot
+    except ImportError:
+        raise ConfigError("images need matplotlib: pip install 'charrnn[plot]'") from None
+    return pyplot.subplots(figsize=size, dpi=100)
+
+
+def save_figure(figure, axes, output: str | os.PathLike) -> Path:
+    import matplotlib.pyplot as pyplot
+
+    axes.grid(alpha=0.3, which="both")
     axes.legend()
     figure.tight_layout()
     try:
@@ -84,15 +100,4 @@ def plot_runs(
         raise ConfigError(f"cannot write {output}: {error.strerror or error}") from None
     finally:
         pyplot.close(figure)
-    return output
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed
-        import matplotlib.pyplot as pyplot
-    except ImportError:
-        raise ConfigError("images need matplotlib: pip install 'charrnn[plot]'") from None
-    return pyplot
+    return Path(output)

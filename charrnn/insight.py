@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .config import ModelConfig
-from .curves import Curves, _pyplot, run_curves
+from .curves import Curves, new_figure, run_curves, save_figure
 from .curves import plot_runs as draw_runs
 from .errors import ConfigError
 from .gradients import fresh_model, gradient_norms
@@ -65,23 +65,10 @@ def gradient_curves(
 
 def draw_gradients(norms: dict[str, Any], output: str | os.PathLike, size: tuple = (8, 5)) -> Path:
     """The gradient curves on a log scale, as PNG or SVG."""
-    output = Path(output)
-    if output.suffix.lower() not in (".png", ".svg"):
-        raise ConfigError(f"{output}: the image must be .png or .svg")
-    pyplot = _pyplot()
-    figure, axes = pyplot.subplots(figsize=size, dpi=100)
+    figure, axes = new_figure(output, size)
     for name, values in norms.items():
         axes.semilogy(range(len(values)), [max(float(v), 1e-30) for v in values], label=name)
     axes.set_xlabel("distance T - t (steps back from the loss)")
     axes.set_ylabel("||dLoss_T / dh_t||")
     axes.set_title("Gradients through time")
-    axes.grid(alpha=0.3, which="both")
-    axes.legend()
-    figure.tight_layout()
-    try:
-        figure.savefig(output, dpi=100)
-    except OSError as error:
-        raise ConfigError(f"cannot write {output}: {error.strerror or error}") from None
-    finally:
-        pyplot.close(figure)
-    return output
+    return save_figure(figure, axes, output)
