@@ -160,13 +160,20 @@ def run_charrnn(corpus: Path, budget_text: str, extra: list[str], workdir: Path)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if r["kind"] == "eval"]
     config = json.loads((run_dir / "config.json").read_text())
+    # evaluations while training read a subsample; best.pt's whole-split loss is the comparable one
+    from charrnn import checkpoint
+
+    best = checkpoint.load(run_dir / "best.pt")["metrics"]
+    whole = best.get("split") == "whole"
+    finals = [r for r in records if r["kind"] == "final"]
     return {
         "command": " ".join(
             ["charrnn", "train", "tinyshakespeare.txt", "--max-time", budget_text, *extra]
         ),
-        "val_loss": min(r["val_loss"] for r in evals),
-        "final_val_loss": evals[-1]["val_loss"],
-        "val_bpc": min(r["val_bpc"] for r in evals),
+        "val_loss": best["best_val_loss"] if whole else min(r["val_loss"] for r in evals),
+        "final_val_loss": finals[-1]["val_loss"] if finals else evals[-1]["val_loss"],
+        "val_bpc": best["best_val_bpc"] if whole else min(r["val_bpc"] for r in evals),
+        "eval_share": evals[-1].get("eval_share"),
         "tokens": records[-1]["tokens"],
         "steps": records[-1]["step"],
         "wall_seconds": wall,

@@ -232,12 +232,12 @@ class Trainer:
         )
         self._save(best=improved)
         self.guard.remember(self.model, self.optimizer)
-        if (
-            final
-            and self.config.eval_tokens is not None
-            and result.tokens < len(self.corpus.val_ids) - 1
-        ):
+        if final and self._subsampled(result.tokens):
             self._final_evaluation(improved)
+
+    def _subsampled(self, tokens_read: int) -> bool:
+        """Whether evaluations read less than the whole validation split."""
+        return self.config.eval_tokens is not None and tokens_read < len(self.corpus.val_ids) - 1
 
     def _final_evaluation(self, final_is_best: bool) -> None:
         whole = self.evaluate()
@@ -322,7 +322,7 @@ class Trainer:
             self._save(best=False)
         elif self.last_eval is None or self.last_eval.step != self.step:
             self._run_eval(final=True)
-        elif self.config.eval_tokens is not None and self.best_full_val_loss is None:
+        elif self.best_full_val_loss is None and self._subsampled(self.config.eval_tokens or 0):
             self._final_evaluation(self.best_step == self.step)
         self.elapsed_before, self._started = self.elapsed, None
         self._emit("end", message=stop_reason)

@@ -7,8 +7,8 @@ import sys
 import click
 
 from ..config import SampleConfig
-from ..errors import CharRNNError
-from .base import cli, console, fail, friendly_errors, sampling_options, verse_options
+from ..errors import CharRNNError, printable
+from .base import cli, console, friendly_errors, sampling_options, verse_options
 
 
 @cli.command()
@@ -76,12 +76,5 @@ def chat(
         except CharRNNError as error:
             if not interactive:
                 raise
-            fail_soft(str(error))
-
-
-def fail_soft(message: str) -> None:
-    """In an interactive chat a bad line is reported and the conversation goes on."""
-    try:
-        fail(message)
-    except SystemExit:
-        pass
+            # in an interactive chat a bad line is reported and the conversation goes on
+            click.echo(f"Error: {printable(str(error))}", err=True)

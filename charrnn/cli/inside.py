@@ -49,6 +49,8 @@ def neurons(checkpoint_path, text_file, top, unit, html_file) -> None:
 
     if not 1 <= top <= 100:
         raise click.BadParameter("--top must be between 1 and 100")
+    if html_file and not unit:
+        raise click.UsageError("--html shows one unit: give --unit LAYER:INDEX with it")
     recorded, ranking = api.neuron_ranking(checkpoint_path, api.read_corpus([text_file]), top)
     out = console(color=bool(unit))
     if unit:
