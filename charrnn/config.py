@@ -16,11 +16,12 @@ from .errors import ConfigError
 
 LEVELS = ("char", "word", "subword")
 EOS_MODES = ("line", "blank-line", "none")
-CELLS = ("lstm", "gru", "rnn", "rnn-relu")
+CELLS = ("lstm", "gru", "rnn", "rnn-relu", "lstm-peephole", "gru-simple", "mingru")
+INITS = ("default", "identity")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SUBWORD_MODELS = ("unigram", "bpe")
-MODEL_SIZE_FIELDS = ("cell", "layers", "hidden", "embed", "dropout", "tie_weights")
+MODEL_SIZE_FIELDS = ("cell", "layers", "hidden", "embed", "dropout", "tie_weights", "init")
 DECODING_ERRORS = ("strict", "replace", "ignore")
 DEFAULT_BUDGET = 600.0  # seconds: the run the defaults were tuned for
 AUTO = "auto"  # max_time: ten minutes, unless a step or epoch budget is given
@@ -120,9 +121,15 @@ class ModelConfig:
     embed: int | None = None
     dropout: float | None = None
     tie_weights: bool = False
+    init: str = "default"  # identity: the recurrent matrix starts as I (a ReLU RNN, Le et al.)
 
     def validate(self) -> ModelConfig:
         _choice("--cell", self.cell, CELLS)
+        _choice("--init", self.init, INITS)
+        _check(
+            self.init != "identity" or self.cell == "rnn-relu",
+            f"--init identity is for --cell rnn-relu (got {self.cell})",
+        )
         _check(
             None not in (self.layers, self.hidden, self.embed, self.dropout),
             "model sizes left as None must be resolved first (charrnn.config.resolve_sizes)",
@@ -151,11 +158,15 @@ class ModelConfig:
 
     def parameters(self) -> int:
         """How many weights the model will have (computed, nothing allocated)."""
-        gates = {"lstm": 4, "gru": 3}.get(self.cell, 1)
-        recurrent = sum(
-            gates * self.hidden * ((self.embed if layer == 0 else self.hidden) + self.hidden + 2)
-            for layer in range(self.layers)
-        )
+        gates = {"lstm": 4, "gru": 3, "lstm-peephole": 4, "gru-simple": 2, "mingru": 2}
+        rows = gates.get(self.cell, 1) * self.hidden
+        recurrent = 0
+        for layer in range(self.layers):
+            recurrent += rows * ((self.embed if layer == 0 else self.hidden) + 1)
+            if self.cell != "mingru":  # minGRU's gates see the input alone
+                recurrent += rows * (self.hidden + 1)
+            if self.cell == "lstm-peephole":
+                recurrent += 3 * self.hidden
         decoder = 0 if self.tie_weights else self.hidden * self.vocab_size
         return self.vocab_size * self.embed + recurrent + decoder + self.vocab_size
 

@@ -4,7 +4,9 @@ Two kinds of trouble:
 - a non-finite loss or gradient (one poisoned batch, an overflow): the update is skipped and the
   learning rate halved; several in a row restore the last good weights;
 - a finite blow-up: a loss far above what uniform guessing gives (2 ln V + 1 nats, after which no
-  model is learning) means the weights are already ruined, so they are restored at once.
+  model is learning) and far above where the run started (its first loss + ln V: an unusual init,
+  such as an identity-initialised ReLU RNN, may start above the first bound) means the weights are
+  already ruined, so they are restored at once.
 Every restore halves the learning rate; a stretch of good steps doubles it back, so a transient
 fault does not leave the run crawling. The last good weights are remembered at the start (also
 right after a resume) and after every healthy evaluation.
@@ -30,15 +32,25 @@ class TrainingError(CharRNNError):
 
 class DivergenceGuard:
     def __init__(self, vocab_size: int, max_bad_steps: int) -> None:
-        self.limit = 2 * math.log(max(2, vocab_size)) + 1.0
+        self.uniform = math.log(max(2, vocab_size))
+        self.start: float | None = None  # the run's first finite loss
         self.max_bad_steps = max_bad_steps
         self.scale = 1.0
         self.bad_steps = 0
         self.good_steps = 0
         self._snapshot: dict[str, Any] | None = None
 
+    @property
+    def limit(self) -> float:
+        started = self.start + self.uniform if self.start is not None else 0.0
+        return max(2 * self.uniform + 1.0, started)
+
     def healthy(self, loss: float) -> bool:
-        return math.isfinite(loss) and loss <= self.limit
+        if not math.isfinite(loss):
+            return False
+        if self.start is None:
+            self.start = loss
+        return loss <= self.limit
 
     def good_step(self) -> None:
         self.bad_steps = 0
@@ -75,10 +87,16 @@ class DivergenceGuard:
         self.good_steps = 0
         return f"{why}: restored the last good weights, learning rate x{self.scale:g}"
 
-    def state_dict(self) -> dict[str, float]:
-        return {"scale": self.scale, "bad_steps": self.bad_steps, "good_steps": self.good_steps}
+    def state_dict(self) -> dict[str, float | None]:
+        return {
+            "scale": self.scale,
+            "bad_steps": self.bad_steps,
+            "good_steps": self.good_steps,
+            "start": self.start,
+        }
 
     def load_state_dict(self, state: dict[str, float]) -> None:
+        self.start = state.get("start")
         self.scale = float(state["scale"])
         self.bad_steps = int(state["bad_steps"])
         self.good_steps = int(state["good_steps"])

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cells import SHAPES as CUSTOM
+from .cells import CustomRNN, mingru_step
 from .config import ModelConfig, TrainConfig, resolve_sizes
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -29,6 +31,8 @@ class RNNLanguageModel(nn.Module):
             self.rnn = nn.LSTM(c.embed, c.hidden, c.layers, batch_first=True, dropout=between)
         elif c.cell == "gru":
             self.rnn = nn.GRU(c.embed, c.hidden, c.layers, batch_first=True, dropout=between)
+        elif c.cell in CUSTOM:
+            self.rnn = CustomRNN(c.cell, c.embed, c.hidden, c.layers, between)
         else:
             nonlinearity = "relu" if c.cell == "rnn-relu" else "tanh"
             self.rnn = nn.RNN(
@@ -51,6 +55,13 @@ class RNNLanguageModel(nn.Module):
         if self.config.tie_weights:
             nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
             nn.init.zeros_(self.decoder.bias)
+        if self.config.init == "identity":  # Le et al. 2015: a ReLU RNN that starts by copying
+            for layer in range(self.config.layers):
+                nn.init.eye_(getattr(self.rnn, f"weight_hh_l{layer}"))
+                # and small input weights, as the paper: the carried state then grows slowly
+                nn.init.normal_(getattr(self.rnn, f"weight_ih_l{layer}"), std=0.001)
+                nn.init.zeros_(getattr(self.rnn, f"bias_hh_l{layer}"))
+                nn.init.zeros_(getattr(self.rnn, f"bias_ih_l{layer}"))
 
     @property
     def num_parameters(self) -> int:
@@ -60,7 +71,7 @@ class RNNLanguageModel(nn.Module):
         c = self.config
         device = device or self.decoder.weight.device
         zeros = torch.zeros(c.layers, batch_size, c.hidden, device=device)
-        return (zeros, zeros.clone()) if c.cell == "lstm" else zeros
+        return (zeros, zeros.clone()) if c.cell in PAIRED else zeros
 
     def forward(
         self, ids: torch.Tensor, hidden: Hidden | None = None
@@ -74,7 +85,8 @@ class RNNLanguageModel(nn.Module):
         return SingleStep(self)
 
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1, **{k: v[0] for k, v in CUSTOM.items()}}
+PAIRED = ("lstm", "lstm-peephole")  # cells whose state is (h, c)
 
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -85,9 +97,12 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     for layer in range(c.layers):
         inputs = c.embed if layer == 0 else c.hidden
         shapes[f"rnn.weight_ih_l{layer}"] = (rows, inputs)
-        shapes[f"rnn.weight_hh_l{layer}"] = (rows, c.hidden)
         shapes[f"rnn.bias_ih_l{layer}"] = (rows,)
-        shapes[f"rnn.bias_hh_l{layer}"] = (rows,)
+        if CUSTOM.get(c.cell, (0, True))[1]:  # minGRU has no recurrent matrix
+            shapes[f"rnn.weight_hh_l{layer}"] = (rows, c.hidden)
+            shapes[f"rnn.bias_hh_l{layer}"] = (rows,)
+        if c.cell == "lstm-peephole":
+            shapes[f"rnn.peephole_l{layer}"] = (3 * c.hidden,)
     shapes["decoder.weight"] = (c.vocab_size, c.hidden)
     shapes["decoder.bias"] = (c.vocab_size,)
     return shapes
@@ -130,11 +145,16 @@ class SingleStep:
             self.w_hh: list[torch.Tensor] = []
             self.b_ih: list[torch.Tensor] = []
             self.b_hh: list[torch.Tensor] = []
+            self.peephole: list[torch.Tensor] = []
             for layer in range(c.layers):
                 w_ih = getattr(rnn, f"weight_ih_l{layer}").detach()
-                w_hh = getattr(rnn, f"weight_hh_l{layer}").detach()
                 b_ih = getattr(rnn, f"bias_ih_l{layer}").detach()
-                b_hh = getattr(rnn, f"bias_hh_l{layer}").detach()
+                # minGRU has no recurrent matrix: zeros keep the code below uniform
+                w_hh = getattr(rnn, f"weight_hh_l{layer}", torch.zeros(1, c.hidden)).detach()
+                b_hh = getattr(rnn, f"bias_hh_l{layer}", torch.zeros_like(b_ih)).detach()
+                if c.cell == "lstm-peephole":  # as (4, H): i, f, a zero row for the candidate, o
+                    p_i, p_f, p_o = getattr(rnn, f"peephole_l{layer}").detach().chunk(3)
+                    self.peephole.append(torch.stack([p_i, p_f, torch.zeros_like(p_i), p_o]))
                 if layer == 0:
                     table = F.linear(model.embedding.weight.detach(), w_ih, b_ih)
                     if c.cell != "gru":  # GRU keeps b_hh apart: the reset gate scales it
@@ -150,13 +170,13 @@ class SingleStep:
 
     def zero_state(self, batch_size: int) -> list:
         zeros = torch.zeros(batch_size, self.hidden_size)
-        if self.cell == "lstm":
+        if self.cell in PAIRED:
             return [(zeros.clone(), zeros.clone()) for _ in range(self.layers)]
         return [zeros.clone() for _ in range(self.layers)]
 
     def from_hidden(self, hidden: Hidden) -> list:
         """The fused module's (L, B, H) state as a per-layer list."""
-        if self.cell == "lstm":
+        if self.cell in PAIRED:
             h, c = hidden
             return [(h[i].clone(), c[i].clone()) for i in range(self.layers)]
         return [hidden[i].clone() for i in range(self.layers)]
@@ -166,7 +186,7 @@ class SingleStep:
         return [tuple(t.clone() for t in s) if isinstance(s, tuple) else s.clone() for s in state]
 
     def to_hidden(self, state: list) -> Hidden:
-        if self.cell == "lstm":
+        if self.cell in PAIRED:
             return (torch.stack([h for h, _ in state]), torch.stack([c for _, c in state]))
         return torch.stack(state)
 
@@ -190,6 +210,28 @@ class SingleStep:
                 c = torch.addcmul(sig[:, size : 2 * size] * c, sig[:, :size], candidate)
                 x = sig[:, 3 * size :] * torch.tanh(c)
                 new_state.append((x, c))
+            elif self.cell == "lstm-peephole":
+                h, c = state[layer]
+                size = self.hidden_size
+                gates = torch.addmm(projected, h, self.w_hh[layer]).view(-1, 4, size)
+                # the peepholes (zero in the candidate's slot) in one op, then one sigmoid
+                gates = torch.addcmul(gates, self.peephole[layer], c.unsqueeze(1)).view(
+                    -1, 4 * size
+                )
+                sig = torch.sigmoid(gates)
+                c = torch.addcmul(sig[:, size : 2 * size] * c, sig[:, :size],
+                                  torch.tanh(gates[:, 2 * size : 3 * size]))  # fmt: skip
+                x = sig[:, 3 * size :] * torch.tanh(c)
+                new_state.append((x, c))
+            elif self.cell == "gru-simple":
+                h = state[layer]
+                gates = torch.addmm(projected, h, self.w_hh[layer])
+                u, candidate = gates.chunk(2, dim=1)
+                x = h + torch.sigmoid(u) * (torch.tanh(candidate) - h)
+                new_state.append(x)
+            elif self.cell == "mingru":
+                x = mingru_step(projected, state[layer])
+                new_state.append(x)
             elif self.cell == "gru":
                 h = state[layer]
                 recurrent = torch.addmm(self.b_hh[layer], h, self.w_hh[layer])

@@ -6,7 +6,15 @@ import sys
 
 import click
 
-from ..config import CELLS, DEVICES, MODEL_SIZE_FIELDS, OPTIMIZERS, ModelConfig, TrainConfig
+from ..config import (
+    CELLS,
+    DEVICES,
+    INITS,
+    MODEL_SIZE_FIELDS,
+    OPTIMIZERS,
+    ModelConfig,
+    TrainConfig,
+)
 from ..errors import ConfigError
 from .base import cli, console, data_options, duration, friendly_errors, pop_data_config
 
@@ -49,6 +57,11 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
 )
 @data_options
 @click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell (default lstm).")
+@click.option(
+    "--init",
+    type=click.Choice(INITS),
+    help="Recurrent weights: default, or identity (rnn-relu: Le et al. 2015).",
+)
 @click.option("--layers", type=int, help="Stacked recurrent layers.")
 @click.option("--hidden", type=int, help="Hidden units per layer.")
 @click.option("--embed", type=int, help="Embedding size.")
