@@ -133,23 +133,11 @@ def test_resume_is_exact_for_each_cell(tiny_corpus, tmp_path, cell, init):
     )
 
 
-@pytest.mark.parametrize("cell", NEW_CELLS)
+@pytest.mark.parametrize("cell", [*NEW_CELLS, "rnn-relu --init identity"])
 def test_new_cells_train_generate_score_and_chat(tiny_corpus, tmp_path, cell):
-    out = tmp_path / cell
-    trained = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            str(tiny_corpus),
-            "--out",
-            str(out),
-            "--cell",
-            cell,
-            "--max-steps",
-            "20",
-            *TINY_CLI,
-        ],
-    )
+    out = tmp_path / cell.split()[0]
+    command = ["train", str(tiny_corpus), "--out", str(out), "--cell", *cell.split()]
+    trained = CliRunner().invoke(cli, [*command, "--max-steps", "20", *TINY_CLI])
     assert trained.exit_code == 0, trained.output
     generated = CliRunner().invoke(
         cli, ["generate", str(out), "--prime", "the", "--length", "30", "--seed", "1"]
