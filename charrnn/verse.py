@@ -308,9 +308,10 @@ class FormState:
         if self.count == f.lengths[self.verse] and f.word[token]:
             self.rhyme_words[self.verse] = f.rhymes[token]
 
-    def advance(self, token: int) -> None:
-        mask, _ = self.allowed()
-        if not mask[token]:
+    def advance(self, token: int, check: bool = False) -> None:
+        """Move past `token`; `check` it against the mask first (text read in, not drawn from
+        the mask)."""
+        if check and not self.allowed()[0][token]:
             raise ConfigError("the text does not fit --form here")
         if self.form.chinese:
             self._advance_chinese(token)
@@ -323,6 +324,6 @@ class FormState:
             if self.done:
                 raise ConfigError(f"{what} is longer than the form")
             try:
-                self.advance(token)
+                self.advance(token, check=True)
             except ConfigError:
                 raise ConfigError(f"{what} does not fit --form at token {position + 1}") from None
