@@ -235,10 +235,7 @@ def score_texts(
     per_line: bool = False,
 ) -> list[Score]:
     """Score TEXT or a file's text as a whole, or each non-empty line ranked most likely first."""
-    if (text is None) == (file is None):
-        raise ConfigError("give either TEXT or --file FILE")
-    if file is not None:
-        text = read_corpus([file])
+    text = _text_or_file(text, file)
     check_text("TEXT", text)
     pieces = [line for line in text.splitlines() if line.strip()] if per_line else [text]
     if not pieces:
@@ -253,9 +250,13 @@ def surprisal(
     model: LanguageModel, text: str | None = None, file: str | os.PathLike | None = None
 ) -> list[TokenSurprisal]:
     """TEXT or a file's text, token by token, with surprisal in bits and the top-5 guesses."""
+    return model.surprisal(_text_or_file(text, file))
+
+
+def _text_or_file(text: str | None, file: str | os.PathLike | None) -> str:
     if (text is None) == (file is None):
         raise ConfigError("give either TEXT or --file FILE")
-    return model.surprisal(read_corpus([file]) if file is not None else text)
+    return read_corpus([file]) if file is not None else text
 
 
 def chat_session(

@@ -153,14 +153,13 @@ class Beam:
 
     def choose(self, rows: list[Row], logits: np.ndarray, log_probs: np.ndarray):
         candidates = []  # (rank, source row, token, or None to keep a finished row as it is)
+        allowed = constrain(rows, log_probs)  # verse forms: -inf where a token breaks the form
         for index, row in enumerate(rows):
             if row.done:
                 candidates.append((self.rank(row.logprob, row.tokens), index, None))
                 continue
-            scores = log_probs[index].copy()
+            scores = allowed[index].copy()
             scores[UNK_ID] = -np.inf
-            if row.form is not None:
-                scores[~row.form.allowed()[0]] = -np.inf
             options = [row.forced[0]] if row.forced else np.argsort(-scores)[: self.width]
             for token in options:
                 logprob = row.logprob + float(scores[token])

@@ -216,7 +216,7 @@ class Trainer:
         improved = self.best_val_loss is None or val < self.best_val_loss
         if improved:
             self.best_val_loss, self.best_step, self.since_best = val, self.step, []
-            if self.config.eval_tokens is not None:
+            if self._subsampled(result.tokens):  # only then is best.pt scored again at the end
                 self._best_weights = copy.deepcopy(self.model.state_dict())
         else:
             self.since_best.append(val)

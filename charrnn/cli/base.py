@@ -130,10 +130,8 @@ def data_options(command):
 
 
 def pop_data_config(options: dict) -> DataConfig:
-    given = {name: options.pop(name) for name in DATA_FIELDS if options.get(name) is not None}
-    for name in DATA_FIELDS:
-        options.pop(name, None)
-    return DataConfig(**given).validate()
+    values = {name: options.pop(name, None) for name in DATA_FIELDS}
+    return DataConfig(**{k: v for k, v in values.items() if v is not None}).validate()
 
 
 def sampling_options(command):
