@@ -101,7 +101,8 @@ def train(
 ) -> TrainResult:
     """Train a model on a corpus (paths, corpus names, or an already prepared corpus).
 
-    Model and batch sizes left as None follow the time budget (`charrnn.config.SIZE_TABLE`). An
+    Model and batch sizes left as None are planned from the budget, the speed measured on this
+    device and the corpus size (`charrnn.sizing`). An
     existing run in `run_dir` is kept unless `overwrite` is true; resume it with `resume()`.
     """
     if isinstance(inputs, PreparedCorpus):

@@ -116,7 +116,7 @@ class ModelConfig:
 
     vocab_size: int = 0
     cell: str = "lstm"
-    layers: int | None = None  # None: chosen from the time budget (SIZE_TABLE)
+    layers: int | None = None  # None: planned from budget, speed and corpus (sizing.py)
     hidden: int | None = None
     embed: int | None = None
     dropout: float | None = None
@@ -180,7 +180,7 @@ class TrainConfig:
     ``max_time=None`` with no other budget trains until --patience or Ctrl-C.
     """
 
-    batch_size: int | None = None  # None: chosen from the time budget (SIZE_TABLE)
+    batch_size: int | None = None  # None: planned from budget, speed and corpus (sizing.py)
     bptt: int | None = None
     lr: float | None = None
     optimizer: str = "adamw"
@@ -201,17 +201,19 @@ class TrainConfig:
     threads: int | None = None
     max_bad_steps: int = 5
 
-    def validate(self) -> TrainConfig:
+    def validate(self, resolved: bool = True) -> TrainConfig:
+        """`resolved=False` checks what is given before sizes left as None are planned."""
         _choice("--optimizer", self.optimizer, OPTIMIZERS)
         _check(
-            None not in (self.batch_size, self.bptt, self.lr),
+            not resolved or None not in (self.batch_size, self.bptt, self.lr),
             "batch_size, bptt and lr left as None must be resolved first (resolve_sizes)",
         )
         _choice("--device", self.device, DEVICES)
-        _between("--batch-size", self.batch_size, 1, MAX_UNITS)
-        _between("--bptt", self.bptt, 1, MAX_UNITS)
+        _between("--batch-size", self.batch_size, 1, MAX_UNITS, optional=not resolved)
+        _between("--bptt", self.bptt, 1, MAX_UNITS, optional=not resolved)
         _check(
-            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+            (not resolved and self.lr is None)
+            or (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0),
             f"--lr must be a positive number (got {self.lr})",
         )
         _between("--weight-decay", self.weight_decay, 0.0, 1e6)
@@ -271,14 +273,12 @@ class SampleConfig:
         return self
 
 
-# Model and batch shape for a time budget on a 2-core CPU, calibrated on tinyshakespeare (see
-# BENCHMARKS.md): bigger models learn more per token but see fewer tokens in the time.
-# (budget up to, seconds) -> sizes. Rows beyond ten minutes are extrapolated, not measured.
-SIZE_TABLE: list[tuple[float, dict[str, Any]]] = [
-    (240, dict(layers=2, hidden=256, embed=64, dropout=0.0, batch_size=32, bptt=64, lr=3e-3)),
-    (1200, dict(layers=2, hidden=384, embed=64, dropout=0.1, batch_size=32, bptt=64, lr=3e-3)),
-    (math.inf, dict(layers=2, hidden=512, embed=64, dropout=0.2, batch_size=32, bptt=64, lr=2e-3)),
-]
+# Sizes for a model built without a plan (e.g. `RNNLanguageModel(ModelConfig(vocab_size=V))`):
+# what sizing.py picks for the default ten-minute run on tinyshakespeare on a 2-core CPU.
+# Training plans its sizes from measured speed, budget and corpus instead (sizing.py).
+DEFAULT_SIZES: dict[str, Any] = dict(
+    layers=2, hidden=384, embed=64, dropout=0.1, batch_size=32, bptt=64, lr=3e-3
+)
 
 
 def resolve_budget(train: TrainConfig) -> TrainConfig:
@@ -301,16 +301,10 @@ def with_budget(train: TrainConfig, **budget: Any) -> TrainConfig:
     return resolve_budget(dataclasses.replace(train, **{**cleared, **budget}))
 
 
-def auto_size(budget_seconds: float | None) -> dict[str, Any]:
-    """The table row for a time budget; without one, the row of the default ten-minute run."""
-    budget = budget_seconds if budget_seconds is not None else DEFAULT_BUDGET
-    return dict(next(row for limit, row in SIZE_TABLE if budget <= limit))
-
-
 def resolve_sizes(model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
-    """Copies with every size left as None filled in from the time budget; explicit values win."""
+    """Copies with every size left as None filled in from DEFAULT_SIZES; explicit values win."""
     train = resolve_budget(train)
-    row = auto_size(train.max_time)
+    row = DEFAULT_SIZES
     model = dataclasses.replace(model)
     if model.tie_weights and model.embed is None:
         model.embed = model.hidden if model.hidden is not None else row["hidden"]

@@ -21,7 +21,7 @@ import torch
 
 from .batching import StreamBatcher
 from .cache import PreparedCorpus
-from .config import DataConfig, ModelConfig, TrainConfig, resolve_sizes, to_dict
+from .config import DataConfig, ModelConfig, TrainConfig, resolve_budget, to_dict
 from .devices import ThreadGovernor, pick_device, use_threads
 from .evaluation import Evaluation, evaluate
 from .events import EventCallback, TrainEvent, TrainResult
@@ -29,6 +29,7 @@ from .guard import DivergenceGuard, TrainingError
 from .model import Hidden, RNNLanguageModel, detach_hidden, sequence_loss
 from .rundir import RunDir
 from .schedule import Progress, Schedule
+from .sizing import choose_sizes
 from .trainstate import capture, restore
 
 LN2 = math.log(2.0)
@@ -58,17 +59,20 @@ class Trainer:
                 "or give more text"
             )
         self.corpus = corpus
-        model_config, train_config = resolve_sizes(model_config, train_config)
+        train_config = resolve_budget(train_config).validate(resolved=False)
+        self.device = pick_device(train_config.device)
+        use_threads(train_config.threads)
+        model_config.vocab_size = corpus.tokenizer.vocab_size
+        model_config, train_config, self.size_plan = choose_sizes(
+            model_config, train_config, corpus.stats.train_tokens, self.device
+        )
         self.config = train_config.validate()
         self.data_config = data_config or DataConfig()
         self.run_dir = run
         self.on_event = on_event
         self.sampler = sampler
-        self.device = pick_device(self.config.device)
-        use_threads(self.config.threads)
         # without --threads, the thread count follows the machine's load (devices.py)
         self.governor = ThreadGovernor() if self.config.threads is None else None
-        model_config.vocab_size = corpus.tokenizer.vocab_size
         torch.manual_seed(self.config.seed)
         self.model = RNNLanguageModel(model_config).to(self.device)
         self.batcher = StreamBatcher(
@@ -78,7 +82,8 @@ class Trainer:
         self.schedule = Schedule(self.config, self.batcher.batches_per_epoch)
         self.guard = DivergenceGuard(model_config.vocab_size, self.config.max_bad_steps)
         self.step = self.tokens = self.best_step = 0
-        self.elapsed_before = 0.0
+        # measuring candidate sizes is part of the budget
+        self.elapsed_before = self.size_plan.measuring_seconds if self.size_plan else 0.0
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
         self.last_eval: Progress | None = None
@@ -282,12 +287,18 @@ class Trainer:
                     "data": to_dict(self.data_config),
                     "train": to_dict(self.config),
                     "parameters": self.model.num_parameters,
+                    "size_plan": asdict(self.size_plan) if self.size_plan else None,
                 }
             )
             if self.step == 0:
                 self._save(best=False)  # resumable from the very start
         self.guard.remember(self.model, self.optimizer)
-        self._emit("start", message=f"{self.model.num_parameters:,} parameters on {self.device}")
+        plan = self.size_plan
+        self._emit(
+            "start",
+            message=f"{self.model.num_parameters:,} parameters on {self.device}",
+            text=plan.describe(self.model.config.cell, _budget_text(self.config)) if plan else "",
+        )
         window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
         while (stop_reason := self._stop_reason()) is None:
             step_started = time.perf_counter()
@@ -341,3 +352,12 @@ class Trainer:
             interrupted=interrupted,
             history=self.history,
         )
+
+
+def _budget_text(config: TrainConfig) -> str:
+    if config.max_time is not None:
+        minutes = config.max_time / 60
+        return f"{minutes:g} min" if minutes >= 1 else f"{config.max_time:g} s"
+    if config.max_steps is not None:
+        return f"{config.max_steps:,} steps"
+    return f"{config.epochs:g} epochs" if config.epochs is not None else "an open-ended run"

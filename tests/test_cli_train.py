@@ -96,13 +96,14 @@ def test_train_needs_a_corpus_and_resume_needs_a_run(isolated):
     assert result.exit_code == 2 and "no latest.pt to resume from" in result.output
 
 
-def test_sizes_follow_the_time_budget_unless_given():
-    from charrnn.config import ModelConfig, TrainConfig, auto_size, resolve_sizes
+def test_defaults_fill_only_the_sizes_left_open():
+    from charrnn.config import DEFAULT_SIZES, ModelConfig, TrainConfig, resolve_sizes
 
-    short, _ = resolve_sizes(ModelConfig(), TrainConfig(max_time=120))
     default, train = resolve_sizes(ModelConfig(), TrainConfig())
-    assert (short.hidden, default.hidden) == (auto_size(120)["hidden"], auto_size(600)["hidden"])
-    assert train.batch_size == auto_size(600)["batch_size"]
+    assert (default.hidden, train.batch_size) == (
+        DEFAULT_SIZES["hidden"],
+        DEFAULT_SIZES["batch_size"],
+    )
     explicit, train = resolve_sizes(
         ModelConfig(hidden=512, layers=3), TrainConfig(max_time=60, lr=1e-3)
     )

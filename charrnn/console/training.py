@@ -86,6 +86,8 @@ class TrainingDisplay:
         if event.kind == "start":
             if self.header is not None:
                 self.console.print(self.header)
+            if event.text:  # why this size (sizing.py)
+                self.console.print(plain(f"size: {event.text}"))
             if self.live_mode and self.live is None:
                 self.live = Live(self._render(), console=self.console, refresh_per_second=4)
                 self.live.__enter__()

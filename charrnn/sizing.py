@@ -1,0 +1,257 @@
+"""How big a model a budget buys, from the speed this device delivers and the corpus size.
+
+At the start of a timed run a few candidate shapes train for a moment on the real device with the
+real vocabulary (at most `MEASURE_SHARE` of the budget), which gives each one's tokens/s and so the
+training tokens the budget will buy it. `plan_size` is then a pure rule, the relation the first
+round's hand-made table encoded on a 2-core CPU (BENCHMARKS.md):
+
+- take the largest shape that still sees `TOKENS_PER_WEIGHT` training tokens per weight: bigger
+  models learn more per token, but below a few tokens per weight they have not learnt it yet;
+- and no larger than `WEIGHTS_PER_CORPUS_TOKEN` weights per training token of the corpus, so a
+  small corpus is not memorised by a big model over dozens of epochs;
+- dropout rises with the epochs planned, the learning rate falls with the width.
+
+Explicit sizes always win: only the ones left as None are chosen, among shapes that honour the
+ones given. A step or epoch budget needs no measuring: it states its tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .config import DEFAULT_BUDGET, ModelConfig, TrainConfig
+from .model import RNNLanguageModel, sequence_loss
+
+TOKENS_PER_WEIGHT = 3.5
+WEIGHTS_PER_CORPUS_TOKEN = 6.0
+MEASURE_SHARE = 0.03  # of a time budget, spent measuring candidates
+EVAL_SHARE = 0.05  # of a time budget, spent evaluating (trainer.py keeps it below this)
+HIDDEN_LADDER = (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+DROPOUT_BY_EPOCHS = ((6, 0.0), (15, 0.1), (40, 0.2), (float("inf"), 0.3))  # (epochs below, p)
+BPTT = 64
+EMBED = 64
+
+
+@dataclass(frozen=True)
+class Candidate:
+    layers: int
+    hidden: int
+    parameters: int
+    tokens_per_second: float | None = None  # None when the budget states its tokens
+
+
+@dataclass(frozen=True)
+class SizePlan:
+    layers: int
+    hidden: int
+    dropout: float
+    lr: float
+    parameters: int
+    tokens: float  # training tokens the budget buys this shape
+    epochs: float
+    tokens_per_second: float | None
+    limited_by: str  # "time" (tokens per weight), "corpus" (weights per corpus token), "ladder"
+    measured: int = 0  # how many shapes were timed
+    measuring_seconds: float = 0.0
+
+    def describe(self, cell: str, budget: str) -> str:
+        """One line for the start panel: the choice and why."""
+        shape = f"{self.layers}x{self.hidden} {cell.upper()}"
+        speed = f" at {self.tokens_per_second:,.0f} tok/s" if self.tokens_per_second else ""
+        why = {
+            "time": f"the largest of {self.measured or 'the'} shapes timed here that sees "
+            f">= {TOKENS_PER_WEIGHT:g} tokens per weight",
+            "corpus": f"capped at {WEIGHTS_PER_CORPUS_TOKEN:g} weights per corpus token",
+            "ladder": "the largest shape" + (" timed" if self.measured else "") + " that was tried",
+        }[self.limited_by]
+        return (
+            f"{shape}: ~{_short(self.tokens)} tokens in {budget}{speed} "
+            f"({self.tokens / self.parameters:.1f} per weight), ~{self.epochs:.1f} epochs, "
+            f"dropout {self.dropout:g}; {why}"
+        )
+
+
+def _short(count: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f}{unit}"
+    return f"{count:.0f}"
+
+
+def ladder(layers: int | None, hidden: int | None) -> list[tuple[int, int]]:
+    """Candidate (layers, hidden) shapes, smallest first, honouring the sizes given."""
+    if layers is not None and hidden is not None:
+        return [(layers, hidden)]
+    if hidden is not None:
+        return [(depth, hidden) for depth in (1, 2, 3, 4)]
+    if layers is not None:
+        return [(layers, width) for width in HIDDEN_LADDER]
+    shapes = [(2 if width <= 512 else 3, width) for width in HIDDEN_LADDER]
+    return sorted(shapes + [(3, 512)], key=lambda s: (s[1], s[0]))
+
+
+def dropout_for(epochs: float) -> float:
+    return next(p for limit, p in DROPOUT_BY_EPOCHS if epochs < limit)
+
+
+def lr_for(hidden: int) -> float:
+    return 3e-3 if hidden <= 384 else 2e-3 if hidden <= 768 else 1e-3
+
+
+def budget_tokens(candidate: Candidate, seconds: float | None, tokens: float | None) -> float:
+    """Training tokens a budget buys: speed x the time left for training, or the tokens a step
+    or epoch budget states, whichever ends first."""
+    bought = [tokens] if tokens is not None else []
+    if seconds is not None and candidate.tokens_per_second is not None:
+        bought.append(candidate.tokens_per_second * seconds * (1.0 - MEASURE_SHARE - EVAL_SHARE))
+    if not bought:
+        raise ValueError("a budget needs seconds (with a measured speed) or tokens")
+    return min(bought)
+
+
+def plan_size(
+    candidates: Sequence[Candidate],
+    corpus_tokens: int,
+    seconds: float | None = None,
+    tokens: float | None = None,
+) -> SizePlan:
+    """The size for a budget (seconds of training, or a number of tokens) on a corpus of
+    `corpus_tokens` training tokens. Pure: the same inputs always give the same plan."""
+    if not candidates:
+        raise ValueError("plan_size needs at least one candidate shape")
+    corpus_cap = WEIGHTS_PER_CORPUS_TOKEN * max(1, corpus_tokens)
+    ordered = sorted(candidates, key=lambda c: c.parameters)
+    chosen, limited_by = ordered[0], "ladder"
+    for candidate in ordered:
+        if candidate.parameters > corpus_cap:
+            limited_by = "corpus"
+            break
+        if budget_tokens(candidate, seconds, tokens) < TOKENS_PER_WEIGHT * candidate.parameters:
+            limited_by = "time"
+            break
+        chosen = candidate
+    bought = budget_tokens(chosen, seconds, tokens)
+    epochs = bought / max(1, corpus_tokens)
+    return SizePlan(
+        layers=chosen.layers,
+        hidden=chosen.hidden,
+        dropout=dropout_for(epochs),
+        lr=lr_for(chosen.hidden),
+        parameters=chosen.parameters,
+        tokens=bought,
+        epochs=epochs,
+        tokens_per_second=chosen.tokens_per_second,
+        limited_by=limited_by,
+        measured=sum(c.tokens_per_second is not None for c in candidates),
+    )
+
+
+def time_training(
+    config: ModelConfig, batch_size: int, bptt: int, device: torch.device, min_seconds: float
+) -> float:
+    """Tokens/s of full training steps (forward, backward, clipping, AdamW) of this shape."""
+    model = RNNLanguageModel(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, config.vocab_size, (batch_size, bptt + 1), generator=generator)
+    inputs, targets = ids[:, :-1].to(device), ids[:, 1:].to(device)
+
+    def step() -> None:
+        logits, _ = model(inputs, None)
+        loss = sequence_loss(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # the first step allocates
+    started, steps = time.perf_counter(), 0
+    while steps < 2 or time.perf_counter() - started < min_seconds:
+        step()
+        steps += 1
+    return steps * batch_size * bptt / (time.perf_counter() - started)
+
+
+def measure_and_plan(
+    model: ModelConfig,
+    train: TrainConfig,
+    corpus_tokens: int,
+    device: torch.device,
+    timer: Callable[..., float] = time_training,
+) -> SizePlan:
+    """Time the candidate shapes (smallest first, stopping once one is too big for the budget
+    or the corpus, or `MEASURE_SHARE` of the budget is spent), then `plan_size`."""
+    batch, bptt = train.batch_size or default_batch(device), train.bptt or BPTT
+    embed = model.embed if model.embed is not None else EMBED
+    stated = None
+    if train.max_steps is not None:
+        stated = train.max_steps * batch * bptt
+    elif train.epochs is not None:
+        stated = train.epochs * corpus_tokens
+    seconds = train.max_time
+    if seconds is None and stated is None:  # open-ended: sized like the default run
+        seconds = DEFAULT_BUDGET
+    started = time.perf_counter()
+    allowed = MEASURE_SHARE * seconds if seconds is not None else 0.0
+    shapes = []
+    for layers, hidden in ladder(model.layers, model.hidden):
+        shape = dataclasses.replace(model, layers=layers, hidden=hidden, embed=embed, dropout=0.0)
+        if model.tie_weights:
+            shape.embed = hidden
+        shapes.append(shape)
+    if seconds is not None:  # torch's one-time start-up, which the first training step would pay
+        timer(shapes[0], batch, bptt, device, 0.0)
+    clock = time.perf_counter()
+    candidates: list[Candidate] = []
+    for shape in shapes:
+        layers, hidden, parameters = shape.layers, shape.hidden, shape.parameters()
+        if seconds is None:
+            candidates.append(Candidate(layers, hidden, parameters))
+            continue
+        spent = time.perf_counter() - clock
+        if candidates and spent >= allowed:
+            break
+        speed = timer(shape, batch, bptt, device, min(0.2, max(0.02, allowed / 8)))
+        candidates.append(Candidate(layers, hidden, parameters, speed))
+        bought = budget_tokens(candidates[-1], seconds, stated)
+        if parameters > WEIGHTS_PER_CORPUS_TOKEN * corpus_tokens:
+            break
+        if bought < TOKENS_PER_WEIGHT * parameters:
+            break
+    plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
+    return dataclasses.replace(plan, measuring_seconds=time.perf_counter() - started)
+
+
+def default_batch(device: torch.device) -> int:
+    """A GPU needs wide batches to be busy; a CPU learns more per second from small ones."""
+    return 32 if device.type == "cpu" else 128
+
+
+def choose_sizes(
+    model: ModelConfig, train: TrainConfig, corpus_tokens: int, device: torch.device
+) -> tuple[ModelConfig, TrainConfig, SizePlan | None]:
+    """Copies with every size left as None filled in (explicit values are kept): from a plan
+    (measured when the budget is a time) when the shape or dropout is open; the step settings
+    (batch, bptt, lr) from the device and the width. `train` must have its budget resolved."""
+    model, train = dataclasses.replace(model), dataclasses.replace(train)
+    plan = None
+    if None in (model.layers, model.hidden, model.dropout):
+        plan = measure_and_plan(model, train, corpus_tokens, device)
+        chosen = {"layers": plan.layers, "hidden": plan.hidden, "dropout": plan.dropout}
+        for name, value in chosen.items():
+            if getattr(model, name) is None:
+                setattr(model, name, value)
+    if model.embed is None:
+        model.embed = model.hidden if model.tie_weights else EMBED
+    steps = {"batch_size": default_batch(device), "bptt": BPTT, "lr": lr_for(model.hidden)}
+    for name, value in steps.items():
+        if getattr(train, name) is None:
+            setattr(train, name, value)
+    return model, train, plan

@@ -1,0 +1,136 @@
+"""The sizing rule: a pure function of measured speed, budget and corpus size (sizing.py)."""
+
+from __future__ import annotations
+
+import torch
+
+import charrnn
+from charrnn.config import ModelConfig, TrainConfig, resolve_budget
+from charrnn.sizing import (
+    HIDDEN_LADDER,
+    TOKENS_PER_WEIGHT,
+    WEIGHTS_PER_CORPUS_TOKEN,
+    Candidate,
+    choose_sizes,
+    ladder,
+    measure_and_plan,
+    plan_size,
+)
+
+from .conftest import TINY_TEXT
+
+# Training tokens/s of 2-layer (3 above 512) LSTMs, 32 x 64 batches, vocabulary 65, measured on
+# the 2-core CPU the first round's table was calibrated on.
+CPU_SPEEDS = {
+    (2, 64): 200_000,
+    (2, 128): 111_000,
+    (2, 192): 51_000,
+    (2, 256): 36_400,
+    (2, 384): 16_200,
+    (2, 512): 10_000,
+    (3, 512): 6_400,
+    (3, 768): 3_100,
+    (3, 1024): 1_800,
+    (3, 1536): 800,
+    (3, 2048): 450,
+}
+SHAKESPEARE_TOKENS = 1_003_854
+
+
+def candidates(speeds: dict, vocab: int = 65) -> list[Candidate]:
+    found = []
+    for layers, hidden in ladder(None, None):
+        config = ModelConfig(vocab_size=vocab, layers=layers, hidden=hidden, embed=64, dropout=0)
+        found.append(Candidate(layers, hidden, config.parameters(), speeds[(layers, hidden)]))
+    return found
+
+
+def test_on_this_cpu_the_rule_reproduces_the_hand_made_table():
+    cpu = candidates(CPU_SPEEDS)
+    two, ten, thirty = (plan_size(cpu, SHAKESPEARE_TOKENS, seconds=s) for s in (120, 600, 1800))
+    assert (two.layers, two.hidden, two.dropout, two.lr) == (2, 256, 0.0, 3e-3)
+    assert (ten.layers, ten.hidden, ten.dropout, ten.lr) == (2, 384, 0.1, 3e-3)
+    assert (thirty.layers, thirty.hidden, thirty.dropout, thirty.lr) == (2, 512, 0.2, 2e-3)
+    for plan in (two, ten, thirty):
+        assert plan.tokens >= TOKENS_PER_WEIGHT * plan.parameters
+        assert plan.limited_by == "time"
+    assert 3 < two.epochs < 5 and 8 < ten.epochs < 11
+
+
+def test_a_slower_machine_gets_a_smaller_model():
+    busy = {shape: speed / 2 for shape, speed in CPU_SPEEDS.items()}
+    idle = plan_size(candidates(CPU_SPEEDS), SHAKESPEARE_TOKENS, seconds=600)
+    loaded = plan_size(candidates(busy), SHAKESPEARE_TOKENS, seconds=600)
+    assert loaded.parameters < idle.parameters
+
+
+def test_a_small_corpus_gets_no_big_model_for_dozens_of_epochs():
+    small = 100_000  # a 100 KB corpus
+    plan = plan_size(candidates(CPU_SPEEDS), small, seconds=600)
+    table_choice = plan_size(candidates(CPU_SPEEDS), SHAKESPEARE_TOKENS, seconds=600)
+    assert plan.parameters <= WEIGHTS_PER_CORPUS_TOKEN * small < table_choice.parameters
+    assert plan.limited_by == "corpus" and plan.hidden <= 192
+    assert plan.dropout == 0.3  # many epochs: the most dropout
+
+
+def test_a_gpu_gets_a_far_bigger_model():
+    gpu = {shape: speed * 60 for shape, speed in CPU_SPEEDS.items()}
+    cpu_plan = plan_size(candidates(CPU_SPEEDS), 50_000_000, seconds=600)
+    gpu_plan = plan_size(candidates(gpu), 50_000_000, seconds=600)
+    assert gpu_plan.parameters > 5 * cpu_plan.parameters
+    shakespeare = plan_size(candidates(gpu), SHAKESPEARE_TOKENS, seconds=600)
+    assert shakespeare.limited_by == "corpus" and shakespeare.parameters > 2 * cpu_plan.parameters
+
+
+def test_step_and_epoch_budgets_state_their_tokens():
+    unmeasured = [Candidate(c.layers, c.hidden, c.parameters) for c in candidates(CPU_SPEEDS)]
+    plan = plan_size(unmeasured, SHAKESPEARE_TOKENS, tokens=4_000_000)
+    assert (plan.hidden, plan.measured, plan.tokens) == (256, 0, 4_000_000)
+    assert plan_size(unmeasured, SHAKESPEARE_TOKENS, tokens=40_000).hidden == 64  # the smallest
+
+
+def test_measuring_stops_at_the_first_shape_too_big_for_the_budget():
+    timed: list[tuple[int, int]] = []
+
+    def table_speed(shape, batch, bptt, device, seconds):
+        timed.append((shape.layers, shape.hidden))
+        return CPU_SPEEDS[(shape.layers, shape.hidden)] * (32 * 64) / (batch * bptt)
+
+    model = ModelConfig(vocab_size=65)
+    train = resolve_budget(TrainConfig(max_time=600))
+    plan = measure_and_plan(model, train, SHAKESPEARE_TOKENS, torch.device("cpu"), table_speed)
+    assert (plan.layers, plan.hidden) == (2, 384)
+    assert timed[1:] == [(2, 64), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512)]
+
+
+def test_explicit_sizes_win_and_narrow_the_candidates():
+    assert ladder(3, None) == [(3, width) for width in HIDDEN_LADDER]
+    assert all(hidden == 300 for _, hidden in ladder(None, 300))
+    cpu = torch.device("cpu")
+    given = ModelConfig(vocab_size=30, layers=1, hidden=16, embed=8, dropout=0.0)
+    model, train, plan = choose_sizes(given, resolve_budget(TrainConfig(max_steps=5)), 1000, cpu)
+    assert plan is None and (model.layers, model.hidden, model.embed) == (1, 16, 8)
+    assert (train.batch_size, train.bptt, train.lr) == (32, 64, 3e-3)
+    deep = ModelConfig(vocab_size=30, layers=3, hidden=None, embed=8)
+    model, train, plan = choose_sizes(
+        deep, resolve_budget(TrainConfig(max_steps=5, lr=1e-4)), 1000, cpu
+    )
+    assert plan is not None and model.layers == 3 and train.lr == 1e-4
+
+
+def test_a_timed_run_measures_on_this_device_and_explains_its_choice(tmp_path):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    events = []
+    result = charrnn.train(
+        [corpus],
+        tmp_path / "run",
+        train_config=TrainConfig(max_time=4.0, threads=1, eval_every=10_000),
+        on_event=events.append,
+    )
+    start = next(e for e in events if e.kind == "start")
+    assert "tokens in 4 s" in start.text and "per weight" in start.text and "epochs" in start.text
+    config = (tmp_path / "run" / "config.json").read_text()
+    assert '"size_plan"' in config and result.steps > 0
+    # the measuring came out of the four seconds
+    assert result.elapsed < 4.0 + 2.0
