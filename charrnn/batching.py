@@ -102,6 +102,11 @@ class StreamBatcher:
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}
 
+    def rescale(self, old_world: int, new_world: int) -> None:
+        """A position saved by a run of `old_world` processes, each on 1/old_world of the ids,
+        moved to the same fraction of the epoch for blocks of 1/new_world."""
+        self.index = min(self.batches_per_epoch - 1, self.index * old_world // new_world)
+
     def load_state_dict(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
         self.index = int(state["index"])

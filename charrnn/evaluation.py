@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .batching import eval_batches
+from .distributed import Group
 from .model import RNNLanguageModel, sequence_loss
 
 EVAL_BPTT = 256
@@ -37,20 +38,28 @@ def evaluate(
     streams: int,
     device: torch.device | str = "cpu",
     limit: int | None = None,
+    group: Group | None = None,
 ) -> Evaluation:
-    """Mean loss over the validation ids (or the first `limit` of them, spread over streams)."""
+    """Mean loss over the validation ids (or the first `limit` of them, spread over streams).
+    In a group of processes each reads its share of the streams and the sums are added up."""
     started = time.perf_counter()
+    group = group or Group()
     model.eval()
     per_stream = limit // max(1, streams) if limit else None
     totals, counts, hidden = None, 0, None
     for inputs, targets in eval_batches(ids, streams, EVAL_BPTT):
         if per_stream is not None and counts >= per_stream:
             break
-        logits, hidden = model(inputs.to(device), hidden)
-        losses = sequence_loss(logits, targets.to(device), reduction="none").view(targets.shape)
-        sums = losses.sum(dim=1).double().cpu()
-        totals = sums if totals is None else totals + sums
+        if totals is None:
+            totals = torch.zeros(inputs.size(0), dtype=torch.float64)
+        mine = slice(group.rank, None, group.world)
         counts += targets.size(1)
+        if inputs[mine].size(0) == 0:  # fewer streams than processes
+            continue
+        logits, hidden = model(inputs[mine].to(device), hidden)
+        losses = sequence_loss(logits, targets[mine].to(device), reduction="none")
+        totals[mine] += losses.view(targets[mine].shape).sum(dim=1).double().cpu()
+    totals = torch.tensor(group.sum(totals.tolist()), dtype=torch.float64)
     means = totals / counts
     spread = float(means.std()) / math.sqrt(len(means)) if len(means) > 1 else 0.0
     return Evaluation(

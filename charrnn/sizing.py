@@ -18,6 +18,7 @@ ones given. A step or epoch budget needs no measuring: it states its tokens.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -185,9 +186,11 @@ def measure_and_plan(
     corpus_tokens: int,
     device: torch.device,
     timer: Callable[..., float] = time_training,
+    processes: int = 1,
 ) -> SizePlan:
     """Time the candidate shapes (smallest first, stopping once one is too big for the budget
-    or the corpus, or `MEASURE_SHARE` of the budget is spent), then `plan_size`."""
+    or the corpus, or `MEASURE_SHARE` of the budget is spent), then `plan_size`. With several
+    processes training together (distributed.py) each step trains `processes` batches."""
     batch, bptt = train.batch_size or default_batch(device), train.bptt or BPTT
     embed = model.embed if model.embed is not None else EMBED
     stated = None
@@ -218,13 +221,14 @@ def measure_and_plan(
         spent = time.perf_counter() - clock
         if candidates and spent >= allowed:
             break
-        speed = timer(shape, batch, bptt, device, min(0.2, max(0.02, allowed / 8)))
+        speed = processes * timer(shape, batch, bptt, device, min(0.2, max(0.02, allowed / 8)))
         candidates.append(Candidate(layers, hidden, parameters, speed))
         bought = budget_tokens(candidates[-1], seconds, stated)
         if parameters > WEIGHTS_PER_CORPUS_TOKEN * corpus_tokens:
             break
         if bought < TOKENS_PER_WEIGHT * parameters:
             break
+    gc.collect()  # the timed models, freed now: left around they slowed training by up to 25%
     plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
     return dataclasses.replace(plan, measuring_seconds=time.perf_counter() - started)
 
@@ -235,7 +239,11 @@ def default_batch(device: torch.device) -> int:
 
 
 def choose_sizes(
-    model: ModelConfig, train: TrainConfig, corpus_tokens: int, device: torch.device
+    model: ModelConfig,
+    train: TrainConfig,
+    corpus_tokens: int,
+    device: torch.device,
+    processes: int = 1,
 ) -> tuple[ModelConfig, TrainConfig, SizePlan | None]:
     """Copies with every size left as None filled in (explicit values are kept): from a plan
     (measured when the budget is a time) when the shape or dropout is open; the step settings
@@ -243,7 +251,7 @@ def choose_sizes(
     model, train = dataclasses.replace(model), dataclasses.replace(train)
     plan = None
     if None in (model.layers, model.hidden, model.dropout):
-        plan = measure_and_plan(model, train, corpus_tokens, device)
+        plan = measure_and_plan(model, train, corpus_tokens, device, processes=processes)
         chosen = {"layers": plan.layers, "hidden": plan.hidden, "dropout": plan.dropout}
         for name, value in chosen.items():
             if getattr(model, name) is None:

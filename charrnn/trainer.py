@@ -23,6 +23,7 @@ from .batching import StreamBatcher
 from .cache import PreparedCorpus
 from .config import DataConfig, ModelConfig, TrainConfig, resolve_budget, to_dict
 from .devices import ThreadGovernor, pick_device, use_threads
+from .distributed import Group
 from .evaluation import Evaluation, evaluate
 from .events import EventCallback, TrainEvent, TrainResult
 from .guard import DivergenceGuard, TrainingError
@@ -30,7 +31,7 @@ from .model import Hidden, RNNLanguageModel, detach_hidden, sequence_loss
 from .rundir import RunDir
 from .schedule import Progress, Schedule
 from .sizing import choose_sizes
-from .trainstate import capture, restore
+from .trainstate import capture, rank_state, restore
 
 LN2 = math.log(2.0)
 
@@ -52,6 +53,7 @@ class Trainer:
         on_event: EventCallback | None = None,
         sampler: Sampler | None = None,
         resume_state: dict | None = None,
+        group: Group | None = None,
     ) -> None:
         if corpus.stats.val_tokens < 2:
             raise TrainingError(
@@ -59,24 +61,38 @@ class Trainer:
                 "or give more text"
             )
         self.corpus = corpus
+        self.group = group = group or Group()
         train_config = resolve_budget(train_config).validate(resolved=False)
-        self.device = pick_device(train_config.device)
+        self.device = group.device(pick_device(train_config.device))
         use_threads(train_config.threads)
         model_config.vocab_size = corpus.tokenizer.vocab_size
-        model_config, train_config, self.size_plan = choose_sizes(
-            model_config, train_config, corpus.stats.train_tokens, self.device
+        # every rank must build the same model: rank 0 plans it (its timing) for them all
+        model_config, train_config, self.size_plan = group.share(
+            choose_sizes(
+                model_config, train_config, corpus.stats.train_tokens, self.device, group.world
+            )
+            if group.main
+            else None
         )
         self.config = train_config.validate()
         self.data_config = data_config or DataConfig()
         self.run_dir = run
         self.on_event = on_event
         self.sampler = sampler
-        # without --threads, the thread count follows the machine's load (devices.py)
-        self.governor = ThreadGovernor() if self.config.threads is None else None
+        # without --threads, the thread count follows the machine's load (devices.py); ranks
+        # sharing a CPU keep the count torchrun gave them
+        auto_threads = self.config.threads is None and not group.active
+        self.governor = ThreadGovernor() if auto_threads else None
         torch.manual_seed(self.config.seed)
         self.model = RNNLanguageModel(model_config).to(self.device)
+        self.stepped = group.wrap(self.model)  # the model DDP averages gradients of, or itself
+        if group.rank:
+            torch.manual_seed(self.config.seed + group.rank)  # each rank's own dropout masks
         self.batcher = StreamBatcher(
-            corpus.train_ids, self.config.batch_size, self.config.bptt, seed=self.config.seed
+            group.shard(corpus.train_ids),
+            self.config.batch_size,
+            self.config.bptt,
+            seed=self.config.seed,
         )
         self.optimizer = self._make_optimizer()
         self.schedule = Schedule(self.config, self.batcher.batches_per_epoch)
@@ -84,14 +100,16 @@ class Trainer:
         self.step = self.tokens = self.best_step = 0
         # measuring candidate sizes is part of the budget
         self.elapsed_before = self.size_plan.measuring_seconds if self.size_plan else 0.0
+        self.agreed_elapsed = 0.0  # rank 0's clock, the one every rank's schedule reads
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
         self.last_eval: Progress | None = None
         self.plateau_scale = 1.0  # open-ended runs halve the LR when validation stalls
         self.hidden: Hidden | None = None
         self._started: float | None = None
-        self._stop_requested = False
+        self._stop_requested = self._stop_agreed = False
         self.history: list[dict] = []
+        self.warnings: list[str] = []  # said once the run starts
         self.eval_seconds = 0.0
         self.last_val_stderr: float | None = None
         self.since_best: list[float] = []  # validation losses after the best one
@@ -116,6 +134,12 @@ class Trainer:
     # -- measures --------------------------------------------------------------------------
     @property
     def elapsed(self) -> float:
+        if self.group.active and self._started is not None:
+            return self.agreed_elapsed
+        return self.own_elapsed
+
+    @property
+    def own_elapsed(self) -> float:
         running = time.perf_counter() - self._started if self._started is not None else 0.0
         return self.elapsed_before + running
 
@@ -169,13 +193,18 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.model.train()
-        logits, hidden = self.model(inputs, detach_hidden(self.hidden))
+        logits, hidden = self.stepped(inputs, detach_hidden(self.hidden))
         loss = sequence_loss(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         limit = self.config.clip if self.config.clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit, foreach=True)
-        loss_value, norm_value = loss.item(), norm.item()
+        # the gradients (so the norm) are the same on every rank; the loss, the clock and a
+        # Ctrl-C are agreed, so every rank takes the same decisions below
+        loss_value, stop, self.agreed_elapsed = self.group.agree(
+            loss.item(), self._stop_requested, self.own_elapsed
+        )
+        self._stop_agreed, norm_value = stop, norm.item()
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             self.optimizer.zero_grad(set_to_none=True)
             self.hidden = None  # the state may be poisoned too
@@ -191,7 +220,7 @@ class Trainer:
         self.guard.good_step()
         self.hidden = detach_hidden(hidden)
         self.step += 1
-        self.tokens += inputs.numel()
+        self.tokens += inputs.numel() * self.group.world  # every rank trained a batch
         return loss_value, norm_value
 
     def _recover(self, why: str) -> None:
@@ -201,11 +230,17 @@ class Trainer:
 
     def evaluate(self, limit: int | None = None) -> Evaluation:
         """Validation loss of the current weights: the whole split, or `limit` tokens of it."""
-        return evaluate(self.model, self.corpus.val_ids, self.config.batch_size, self.device, limit)
+        return evaluate(
+            self.model, self.corpus.val_ids, self.config.batch_size, self.device, limit, self.group
+        )
 
     def _save(self, best: bool) -> None:
+        ranks = self.group.gather(rank_state(self)) if self.group.active else None
         if self.run_dir is not None:
-            self.run_dir.save(self.state_dict(), best=best)
+            state = self.state_dict()
+            if ranks is not None:
+                state.update(world=self.group.world, ranks=ranks)
+            self.run_dir.save(state, best=best)
 
     def _run_eval(self, final: bool = False) -> None:
         """Validate on the subsample (checkpoints are ranked on it); the final one also scores
@@ -252,11 +287,13 @@ class Trainer:
             weights = self._best_weights
             if weights is None and self.run_dir is not None:
                 weights = self.run_dir.best_weights()  # kept only on disk after a resume
+            weights = self.group.share(weights)  # only rank 0 has the run directory
             if weights is None:
                 return
             model = copy.deepcopy(self.model)
             model.load_state_dict(weights)
-            best = evaluate(model, self.corpus.val_ids, self.config.batch_size, self.device).loss
+            streams, device = self.config.batch_size, self.device
+            best = evaluate(model, self.corpus.val_ids, streams, device, None, self.group).loss
         self.best_full_val_loss = best
         self._emit(
             "final", val_loss=whole.loss, val_bpc=self.bpc(whole.loss), improved=final_is_best
@@ -272,7 +309,7 @@ class Trainer:
         self._emit("sample", text=text)
 
     def _stop_reason(self) -> str | None:
-        if self._stop_requested:
+        if self._stop_agreed if self.group.active else self._stop_requested:
             return "interrupted"
         return self.schedule.finished(self.progress) or self.schedule.stopped_improving(
             self.since_best, self.best_val_loss, self.best_step, self.last_val_stderr
@@ -290,8 +327,8 @@ class Trainer:
                     "size_plan": asdict(self.size_plan) if self.size_plan else None,
                 }
             )
-            if self.step == 0:
-                self._save(best=False)  # resumable from the very start
+        if self.step == 0:
+            self._save(best=False)  # resumable from the very start (every rank takes part)
         self.guard.remember(self.model, self.optimizer)
         plan = self.size_plan
         self._emit(
@@ -299,6 +336,8 @@ class Trainer:
             message=f"{self.model.num_parameters:,} parameters on {self.device}",
             text=plan.describe(self.model.config.cell, _budget_text(self.config)) if plan else "",
         )
+        for message in self.warnings:
+            self._emit("warning", message=message)
         window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
         while (stop_reason := self._stop_reason()) is None:
             step_started = time.perf_counter()
@@ -313,7 +352,7 @@ class Trainer:
             window_loss, window_steps = window_loss + loss, window_steps + 1
             if self.step % self.config.log_every == 0:
                 now = time.perf_counter()
-                tokens = window_steps * self.config.batch_size * self.config.bptt
+                tokens = window_steps * self.config.batch_size * self.config.bptt * self.group.world
                 self._emit(
                     "log",
                     train_loss=window_loss / window_steps,

@@ -30,9 +30,22 @@ def corpus_record(trainer: Trainer) -> dict[str, Any]:
     }
 
 
+def _portable(hidden: Any) -> Any:
+    """The carried state as CPU tensors (a tuple for an LSTM becomes a list)."""
+    if isinstance(hidden, tuple):
+        return [h.cpu() for h in hidden]
+    return hidden.cpu() if isinstance(hidden, torch.Tensor) else hidden
+
+
+def rank_state(trainer: Trainer) -> dict[str, Any]:
+    """What differs between the processes of a distributed run: its carried hidden state (its
+    own streams) and its RNG (its own dropout masks)."""
+    return {"hidden": _portable(trainer.hidden), "rng": torch.get_rng_state()}
+
+
 def capture(trainer: Trainer) -> dict[str, Any]:
     """Everything needed to rebuild the model, sample from it, or resume this run exactly."""
-    hidden = list(trainer.hidden) if isinstance(trainer.hidden, tuple) else trainer.hidden
+    hidden = _portable(trainer.hidden)
     counters = {
         name: getattr(trainer, name)
         for name in ("step", "tokens", "best_val_loss", "best_step", "last_val_loss")
@@ -89,8 +102,19 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     )
     before.load_state_dict(state["schedule"])
     trainer.schedule = before.extended(trainer.config, trainer.progress)
-    hidden = state["hidden"]
+    hidden, rng = state["hidden"], state["rng"]["torch"]
+    group, world = trainer.group, state.get("world", 1)
+    if world == group.world and "ranks" in state:
+        hidden, rng = state["ranks"][group.rank]["hidden"], state["ranks"][group.rank]["rng"]
+    elif world != group.world:
+        # other blocks and streams: the old state belongs to no stream here
+        hidden, rng = None, torch.manual_seed(trainer.config.seed + group.rank).get_state()
+        trainer.batcher.rescale(world, group.world)
+        trainer.warnings.append(
+            f"resumed a {world}-process run with {group.world} process(es): the carried hidden "
+            "state restarts from zero and the data position is the same fraction of the epoch"
+        )
     if isinstance(hidden, list):
         hidden = tuple(h.to(trainer.device) for h in hidden)
     trainer.hidden = hidden.to(trainer.device) if isinstance(hidden, torch.Tensor) else hidden
-    torch.set_rng_state(state["rng"]["torch"])
+    torch.set_rng_state(rng)

@@ -16,15 +16,16 @@ from ..config import DECODING_ERRORS, EOS_MODES, LEVELS, SUBWORD_MODELS, DataCon
 from ..errors import CharRNNError, ConfigError, printable
 
 
-def console(stderr: bool = False, color: bool = False):
-    """A rich console; `color` forces true colour (asked for with --show, also when piped)."""
+def console(stderr: bool = False, color: bool = False, quiet: bool = False):
+    """A rich console; `color` forces true colour (asked for with --show, also when piped);
+    `quiet` prints nothing."""
     from rich.console import Console
 
     if color:
         return Console(
             highlight=False, soft_wrap=True, force_terminal=True, color_system="truecolor"
         )
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, quiet=quiet)
 
 
 def fail(message: str, code: int = 2) -> None:

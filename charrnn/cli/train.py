@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -19,11 +20,11 @@ from ..errors import ConfigError
 from .base import cli, console, data_options, duration, friendly_errors, pop_data_config
 
 
-def _prepare_with_progress(corpus: tuple[str, ...], data_config):
+def _prepare_with_progress(corpus: tuple[str, ...], data_config, quiet: bool = False):
     from .. import api
     from ..console import byte_progress
 
-    with byte_progress(console(stderr=True)) as progress:
+    with byte_progress(console(stderr=True, quiet=quiet)) as progress:
         tasks: dict[str, int] = {}
 
         def report(phase: str, done: int, total: int | None) -> None:
@@ -111,9 +112,20 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
 @click.option(
     "--overwrite", is_flag=True, help="Replace the run already in --out (it is kept otherwise)."
 )
+@click.option(
+    "--nproc",
+    type=int,
+    help="Train with N processes on this machine (starts torchrun; each GPU, or a share of "
+    "the CPU cores, per process).",
+)
 @friendly_errors
 def train(
-    corpus: tuple[str, ...], out: str | None, resume_dir: str | None, overwrite: bool, **options
+    corpus: tuple[str, ...],
+    out: str | None,
+    resume_dir: str | None,
+    overwrite: bool,
+    nproc: int | None,
+    **options,
 ) -> None:
     """Train a language model on CORPUS (files, directories, corpus names, or - for stdin).
 
@@ -124,6 +136,12 @@ def train(
     from .. import api
     from ..console import TrainingDisplay, corpus_stats_table, train_summary, write_model_text
 
+    if nproc is not None and "WORLD_SIZE" not in os.environ:
+        if nproc < 1:
+            raise ConfigError(f"--nproc must be at least 1 (got {nproc})")
+        sys.exit(api.launch(nproc, _arguments(corpus, out, resume_dir, overwrite, options)))
+    # under torchrun, rank 0 alone talks to the user
+    shown = console(quiet=os.environ.get("RANK", "0") != "0")
     given = {k: v for k, v in options.items() if v is not None}
     if given.get("max_time") == "none":
         given["max_time"] = None  # no time limit: train until --patience, other budgets or Ctrl-C
@@ -133,17 +151,17 @@ def train(
                 "--resume continues a run on its own corpus and directory: give no CORPUS, "
                 "--out or --overwrite with it"
             )
-        with TrainingDisplay(console()) as display:
+        with TrainingDisplay(shown) as display:
             result = api.resume(resume_dir, overrides=given, on_event=display)
     else:
         if not corpus:
             raise ConfigError(
                 "give a CORPUS to train on (a file, directory, corpus name or -), or --resume RUN_DIR"
             )
-        prepared = _prepare_with_progress(corpus, pop_data_config(given))
+        prepared = _prepare_with_progress(corpus, pop_data_config(given), shown.quiet)
         model = {k: v for k, v in given.items() if k in MODEL_SIZE_FIELDS}
         header = corpus_stats_table(prepared.stats, prepared.directory)
-        with TrainingDisplay(console(), header) as display:
+        with TrainingDisplay(shown, header) as display:
             result = api.train(
                 prepared,
                 run_dir=out or api.default_run_dir(corpus),
@@ -152,6 +170,8 @@ def train(
                 on_event=display,
                 overwrite=overwrite,
             )
+    if shown.quiet:
+        return
     if result.interrupted:
         click.echo(
             f"Interrupted at step {result.steps}: saved {api.checkpoint_file(result, 'latest')}"
@@ -162,3 +182,15 @@ def train(
         click.echo(line)
     write_model_text(result.sample if result.sample.endswith("\n") else result.sample + "\n")
     click.echo(f"\nMore with: charrnn generate {result.run_dir} --prime TEXT")
+
+
+def _arguments(corpus, out, resume_dir, overwrite, options) -> list[str]:
+    """The `charrnn train` command line these options came from, for torchrun to start."""
+    argv = ["train", *corpus]
+    named = {"out": out, "resume": resume_dir, **options}
+    for name, value in named.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None or value is False:
+            continue
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv + (["--overwrite"] if overwrite else [])
