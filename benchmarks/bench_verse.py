@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--poems", type=int, default=50)
     parser.add_argument("--run", help="reuse this run directory instead of training")
+    parser.add_argument("--name", default="verse", help="result file name")
     args = parser.parse_args()
     corpus = SHARED / "tang_poems.txt"
     if not corpus.is_file():
@@ -121,7 +122,7 @@ def main() -> None:
         print(
             f"\n{form} --rhyme, first sample:\n{record['forms'][form]['--form --rhyme']['example']}"
         )
-    write_result("verse", record)
+    write_result(args.name, record)
 
 
 if __name__ == "__main__":

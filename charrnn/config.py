@@ -20,6 +20,7 @@ CELLS = ("lstm", "gru", "rnn", "rnn-relu", "lstm-peephole", "gru-simple", "mingr
 INITS = ("default", "identity")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SUBWORD_MODELS = ("unigram", "bpe")
 MODEL_SIZE_FIELDS = ("cell", "layers", "hidden", "embed", "dropout", "tie_weights", "init")
 DECODING_ERRORS = ("strict", "replace", "ignore")
@@ -200,6 +201,8 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     max_bad_steps: int = 5
+    precision: str = "auto"  # auto: fp32 on a CPU, bf16 on a GPU that has it, else fp16
+    sync_every: int | None = None  # steps between host syncs; None: 1 on a CPU, log_every on GPUs
 
     def validate(self, resolved: bool = True) -> TrainConfig:
         """`resolved=False` checks what is given before sizes left as None are planned."""
@@ -236,6 +239,8 @@ class TrainConfig:
         _between("--sample-every", self.sample_every, 0, 1e15)
         _between("--warmup", self.warmup, 0, 1e15)
         _between("--threads", self.threads, 1, 1024, optional=True)
+        _choice("--precision", self.precision, PRECISIONS)
+        _between("--sync-every", self.sync_every, 1, 1e9, optional=True)
         check_seed("--seed", self.seed)
         return self
 

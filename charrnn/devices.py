@@ -27,6 +27,31 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto': fp32 on a CPU (its autocast is slower for these cells), bf16 on a GPU that has
+    it, else fp16 (with loss scaling)."""
+    if precision == "fp16" and device.type == "cpu":
+        raise TrainingError(
+            "--precision fp16 needs a GPU: a CPU's LSTM has no fp16 kernel (use bf16)"
+        )
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context a training or evaluation step runs under (off for fp32)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32")
+
+
+def loss_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
 def use_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)

@@ -22,7 +22,14 @@ import torch
 from .batching import StreamBatcher
 from .cache import PreparedCorpus
 from .config import DataConfig, ModelConfig, TrainConfig, resolve_budget, to_dict
-from .devices import ThreadGovernor, pick_device, use_threads
+from .devices import (
+    ThreadGovernor,
+    autocast,
+    loss_scaler,
+    pick_device,
+    resolve_precision,
+    use_threads,
+)
 from .distributed import Group
 from .evaluation import Evaluation, evaluate
 from .events import EventCallback, TrainEvent, TrainResult
@@ -30,10 +37,14 @@ from .guard import DivergenceGuard, TrainingError
 from .model import Hidden, RNNLanguageModel, detach_hidden, sequence_loss
 from .rundir import RunDir
 from .schedule import Progress, Schedule
-from .sizing import choose_sizes
+from .sizing import budget_text, choose_sizes
 from .trainstate import capture, rank_state, restore
 
 LN2 = math.log(2.0)
+# The end-of-run evaluation reads the whole validation split up to this many tokens: a 1 GB
+# corpus's 100M validation tokens would take minutes, and 4M already give a standard error
+# far below any difference worth ranking.
+FINAL_EVAL_TOKENS = 4_000_000
 
 __all__ = ["EventCallback", "TrainEvent", "TrainResult", "Trainer", "TrainingError"]
 
@@ -97,6 +108,13 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.schedule = Schedule(self.config, self.batcher.batches_per_epoch)
         self.guard = DivergenceGuard(model_config.vocab_size, self.config.max_bad_steps)
+        self.precision = resolve_precision(self.config.precision, self.device)
+        self.scaler = loss_scaler(self.device, self.precision)
+        # a CPU checks every step; a GPU runs ahead and is checked at log steps
+        cpu = self.device.type == "cpu"
+        self.sync_every = self.config.sync_every or (1 if cpu else self.config.log_every)
+        self._pending: list[torch.Tensor] = []  # losses not yet looked at
+        self.synced_steps = 1  # steps the last synced loss is the mean of
         self.step = self.tokens = self.best_step = 0
         # measuring candidate sizes is part of the budget
         self.elapsed_before = self.size_plan.measuring_seconds if self.size_plan else 0.0
@@ -183,28 +201,46 @@ class Trainer:
         if self.on_event:
             self.on_event(event)
 
-    def train_step(self) -> tuple[float, float]:
-        """One optimizer step on the next batch; returns (loss, grad norm). A diverging step is
-        skipped or undone by the guard."""
+    def train_step(self) -> tuple[float | None, float | None]:
+        """One optimizer step on the next batch; returns (loss, grad norm), the loss averaged
+        over the steps since the last host sync, or (None, None) between syncs. A diverging
+        step is skipped or undone by the guard."""
         batch = self.batcher.next_batch()
         if batch.first:
             self.hidden = None
-        inputs, targets = batch.inputs.to(self.device), batch.targets.to(self.device)
+        inputs, targets = (self._to_device(t) for t in (batch.inputs, batch.targets))
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.model.train()
-        logits, hidden = self.stepped(inputs, detach_hidden(self.hidden))
-        loss = sequence_loss(logits, targets)
+        with autocast(self.device, self.precision):
+            logits, hidden = self.stepped(inputs, detach_hidden(self.hidden))
+            loss = sequence_loss(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         limit = self.config.clip if self.config.clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit, foreach=True)
+        if (self.step + 1) % self.sync_every:  # a GPU runs ahead; the guard looks at the sync
+            self._pending.append(loss.detach())
+            self._take_step(hidden, inputs.numel())
+            return None, None
+        losses = torch.stack([*self._pending, loss.detach()]).float()
+        self._pending, self.synced_steps = [], len(losses)
         # the gradients (so the norm) are the same on every rank; the loss, the clock and a
         # Ctrl-C are agreed, so every rank takes the same decisions below
         loss_value, stop, self.agreed_elapsed = self.group.agree(
-            loss.item(), self._stop_requested, self.own_elapsed
+            losses.mean().item(), self._stop_requested, self.own_elapsed
         )
         self._stop_agreed, norm_value = stop, norm.item()
+        if len(losses) > 1 and not bool(torch.isfinite(losses[:-1]).all()):
+            self._recover("non-finite loss between host syncs")  # those steps were taken
+            return math.nan, norm_value
+        if self.scaler and not math.isfinite(norm_value) and math.isfinite(loss_value):
+            self._take_step(None, 0)  # fp16 overflow: the scaler skips it and scales down
+            return loss_value, norm_value
+        if self.scaler and not (math.isfinite(loss_value) and self.guard.healthy(loss_value)):
+            self.scaler.update()  # the step is not taken: close the scaler's round
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             self.optimizer.zero_grad(set_to_none=True)
             self.hidden = None  # the state may be poisoned too
@@ -216,12 +252,25 @@ class Trainer:
         if not self.guard.healthy(loss_value):
             self._recover(f"training loss {loss_value:.3g} is far above uniform guessing")
             return loss_value, norm_value
-        self.optimizer.step()
+        self._take_step(hidden, inputs.numel())
         self.guard.good_step()
-        self.hidden = detach_hidden(hidden)
-        self.step += 1
-        self.tokens += inputs.numel() * self.group.world  # every rank trained a batch
         return loss_value, norm_value
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":  # pinned, so the copy overlaps the previous step
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def _take_step(self, hidden: Hidden | None, tokens: int) -> None:
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if tokens:
+            self.hidden = detach_hidden(hidden)
+            self.step += 1
+            self.tokens += tokens * self.group.world  # every rank trained a batch
 
     def _recover(self, why: str) -> None:
         message = self.guard.restore(self.model, self.optimizer, why)
@@ -280,7 +329,7 @@ class Trainer:
         return self.config.eval_tokens is not None and tokens_read < len(self.corpus.val_ids) - 1
 
     def _final_evaluation(self, final_is_best: bool) -> None:
-        whole = self.evaluate()
+        whole = self.evaluate(FINAL_EVAL_TOKENS)
         self.last_val_loss = whole.loss
         best = whole.loss
         if not final_is_best:  # best.pt is an earlier checkpoint: its weights, on the whole split
@@ -293,13 +342,15 @@ class Trainer:
             model = copy.deepcopy(self.model)
             model.load_state_dict(weights)
             streams, device = self.config.batch_size, self.device
-            best = evaluate(model, self.corpus.val_ids, streams, device, None, self.group).loss
+            val = self.corpus.val_ids
+            best = evaluate(model, val, streams, device, FINAL_EVAL_TOKENS, self.group).loss
         self.best_full_val_loss = best
         self._emit(
             "final", val_loss=whole.loss, val_bpc=self.bpc(whole.loss), improved=final_is_best
         )
         if self.run_dir is not None:
-            metrics = {"best_val_loss": best, "best_val_bpc": self.bpc(best), "split": "whole"}
+            split = "whole" if not self._subsampled(whole.tokens) else f"{whole.tokens} tokens"
+            metrics = {"best_val_loss": best, "best_val_bpc": self.bpc(best), "split": split}
             self.run_dir.update_best_metrics(metrics)
 
     def _sample(self) -> None:
@@ -334,7 +385,7 @@ class Trainer:
         self._emit(
             "start",
             message=f"{self.model.num_parameters:,} parameters on {self.device}",
-            text=plan.describe(self.model.config.cell, _budget_text(self.config)) if plan else "",
+            text=plan.describe(self.model.config.cell, budget_text(self.config)) if plan else "",
         )
         for message in self.warnings:
             self._emit("warning", message=message)
@@ -342,15 +393,18 @@ class Trainer:
         while (stop_reason := self._stop_reason()) is None:
             step_started = time.perf_counter()
             loss, norm = self.train_step()
+            synced = loss is not None
             if self.governor is not None:  # per step, so a slow probe is over after one
                 tokens = self.config.batch_size * self.config.bptt
                 change = self.governor.observe(tokens, time.perf_counter() - step_started)
                 if change:
                     self._emit("warning", message=change)
-            if not self.guard.healthy(loss):
+            if synced and not self.guard.healthy(loss):
                 continue
-            window_loss, window_steps = window_loss + loss, window_steps + 1
-            if self.step % self.config.log_every == 0:
+            if synced:  # the mean loss of every step since the last sync
+                count = self.synced_steps
+                window_loss, window_steps = window_loss + loss * count, window_steps + count
+            if synced and self.step % self.config.log_every == 0 and window_steps:
                 now = time.perf_counter()
                 tokens = window_steps * self.config.batch_size * self.config.bptt * self.group.world
                 self._emit(
@@ -391,12 +445,3 @@ class Trainer:
             interrupted=interrupted,
             history=self.history,
         )
-
-
-def _budget_text(config: TrainConfig) -> str:
-    if config.max_time is not None:
-        minutes = config.max_time / 60
-        return f"{minutes:g} min" if minutes >= 1 else f"{config.max_time:g} s"
-    if config.max_steps is not None:
-        return f"{config.max_steps:,} steps"
-    return f"{config.epochs:g} epochs" if config.epochs is not None else "an open-ended run"

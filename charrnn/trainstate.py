@@ -70,6 +70,7 @@ def capture(trainer: Trainer) -> dict[str, Any]:
         "batcher": trainer.batcher.state_dict(),
         "hidden": hidden,
         "rng": {"torch": torch.get_rng_state()},
+        "scaler": trainer.scaler.state_dict() if trainer.scaler else None,
         "corpus": corpus_record(trainer),
         "metrics": {
             "val_loss": trainer.last_val_loss,
@@ -95,6 +96,8 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.plateau_scale = counters["plateau_scale"]
     trainer.last_eval = Progress(**counters["last_eval"]) if counters["last_eval"] else None
     trainer.guard.load_state_dict(state["guard"])
+    if trainer.scaler and state.get("scaler"):
+        trainer.scaler.load_state_dict(state["scaler"])
     trainer.batcher.load_state_dict(state["batcher"])
     # The schedule the run had; a new budget continues its LR curve (Schedule.extended).
     before = Schedule(

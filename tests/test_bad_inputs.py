@@ -96,6 +96,8 @@ ROWS = [
     (["train", "{corpus}", "--layers", "0"], None, "--layers must be between 1 and 64"),
     (["train", "{corpus}", "--encoding", "klingon"], None, "unknown encoding 'klingon'"),
     (["train", "{corpus}", "--max-time", "-3m"], None, "cannot read duration"),
+    (["train", "{corpus}", "--device", "cpu", "--precision", "fp16"], None, "needs a GPU"),
+    (["train", "{corpus}", "--nproc", "0"], None, "--nproc must be at least 1"),
     (["generate", "{run}", "--seed", "-1"], None, "--seed must be between 0"),
     (["generate", "{run}", "--seed", str(2**64)], None, "--seed must be between 0"),
     (["chat", "{run}", "--seed", "-1"], "hi\n", "--seed must be between 0"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 import charrnn
@@ -134,3 +136,15 @@ def test_a_timed_run_measures_on_this_device_and_explains_its_choice(tmp_path):
     assert '"size_plan"' in config and result.steps > 0
     # the measuring came out of the four seconds
     assert result.elapsed < 4.0 + 2.0
+
+
+def test_out_of_measuring_time_the_next_shapes_are_estimated_not_dropped():
+    def slow(shape, batch, bptt, device, seconds):
+        if seconds:  # not the warm-up: longer than the 0.9 s a 30-second budget allows
+            time.sleep(1.0)
+        return CPU_SPEEDS[(shape.layers, shape.hidden)]
+
+    model = ModelConfig(vocab_size=65)
+    train = resolve_budget(TrainConfig(max_time=30.0))
+    plan = measure_and_plan(model, train, SHAKESPEARE_TOKENS, torch.device("cpu"), slow)
+    assert plan.measured == 1 and plan.hidden == 128  # 200K tok/s at 79K weights -> 65K at 244K

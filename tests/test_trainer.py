@@ -338,3 +338,45 @@ def test_an_overfitting_run_stops_on_its_own_and_keeps_the_best(tmp_path):
         eval_every=25, lr=3e-2, patience=1000,
     )  # fmt: skip
     assert patient.steps == 400  # an explicit --patience replaces the automatic stop
+
+
+def test_looking_at_the_loss_less_often_trains_the_same_model(tiny_corpus, tmp_path):
+    """What a GPU does between log steps (no host sync) changes nothing but when it looks."""
+    every_step = tiny_train(tiny_corpus, tmp_path / "one", steps=60)
+    deferred = tiny_train(tiny_corpus, tmp_path / "five", steps=60, sync_every=5)
+    left = checkpoint.load(tmp_path / "one" / "latest.pt")["model"]
+    right = checkpoint.load(tmp_path / "five" / "latest.pt")["model"]
+    assert all(torch.equal(left[name], right[name]) for name in left)
+    logs = [
+        [h["train_loss"] for h in r.history if h["kind"] == "log"] for r in (every_step, deferred)
+    ]
+    assert logs[0] == pytest.approx(logs[1], rel=1e-6)
+
+
+def test_a_nan_between_host_syncs_restores_the_last_good_weights(tiny_corpus):
+    events = []
+    trainer = Trainer(
+        prepare([tiny_corpus]),
+        ModelConfig(**TINY_MODEL),
+        TrainConfig(**{**TINY_TRAIN, "sync_every": 5}),
+        on_event=events.append,
+    )
+    trainer.guard.remember(trainer.model, trainer.optimizer)
+    good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    poison(trainer, 1)
+    results = [trainer.train_step() for _ in range(5)]
+    assert results[:4] == [(None, None)] * 4  # no look at the loss between syncs
+    assert not math.isfinite(results[4][0])
+    assert all(torch.equal(trainer.model.state_dict()[k], good[k]) for k in good)
+    assert any("non-finite loss between host syncs" in e.message for e in events)
+
+
+@pytest.mark.parametrize("precision", ["bf16"] + (["fp16"] if torch.cuda.is_available() else []))
+def test_mixed_precision_trains_and_saves_fp32_weights(tiny_corpus, tmp_path, precision):
+    result = tiny_train(tiny_corpus, tmp_path / precision, steps=120, precision=precision)
+    losses = [h["train_loss"] for h in result.history if h["kind"] == "log"]
+    assert losses[-1] < losses[0] - 0.5
+    state = checkpoint.load(tmp_path / precision / "latest.pt")
+    assert all(t.dtype == torch.float32 for t in state["model"].values() if t.is_floating_point())
+    assert (state["scaler"] is not None) == (precision == "fp16")
+    assert isinstance(charrnn.load(tmp_path / precision / "best.pt").generate("the", 10), str)

@@ -13,6 +13,7 @@ from ..config import (
     INITS,
     MODEL_SIZE_FIELDS,
     OPTIMIZERS,
+    PRECISIONS,
     ModelConfig,
     TrainConfig,
 )
@@ -106,6 +107,16 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
 @click.option("--seed", type=int, help="Random seed (default 1337).")
 @click.option("--device", type=click.Choice(DEVICES), help="Where to train (default auto).")
 @click.option("--threads", type=int, help="CPU threads for torch.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="Training arithmetic (default auto: fp32 on a CPU, bf16 on a GPU that has it, else fp16).",
+)
+@click.option(
+    "--sync-every",
+    type=int,
+    help="Steps between looks at the loss from the host (default 1 on a CPU, --log-every on a GPU).",
+)
 @click.option(
     "--resume", "resume_dir", type=click.Path(), help="Continue the run in this directory."
 )
