@@ -9,6 +9,7 @@ borders move between epochs. The position is two integers, which a checkpoint st
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,16 +115,16 @@ class StreamBatcher:
 
 def eval_batches(
     ids: np.ndarray, batch_size: int, bptt: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The validation split as contiguous streams, every token scored once (the ragged tail is
-    dropped, at most batch_size tokens). Fewer streams than asked when the split is short."""
+    dropped, at most batch_size tokens). Fewer streams than asked when the split is short.
+    Chunks are read from the ids (a memory map) one at a time, so a 100M-token split costs no
+    memory until it is read, and a subsample reads only its share."""
     streams = max(1, min(batch_size, (len(ids) - 1) // max(1, bptt)))
     length = (len(ids) - 1) // streams
     if length < 1:
         raise BatchingError(f"validation split too small: {len(ids)} tokens (raise --val-fraction)")
-    window = _gather(ids, np.arange(streams) * length, length + 1)
-    inputs, targets = torch.from_numpy(window[:, :-1]), torch.from_numpy(window[:, 1:])
-    return [
-        (inputs[:, start : start + bptt], targets[:, start : start + bptt])
-        for start in range(0, length, bptt)
-    ]
+    starts = np.arange(streams) * length
+    for start in range(0, length, bptt):
+        window = _gather(ids, starts + start, min(bptt, length - start) + 1)
+        yield torch.from_numpy(window[:, :-1]), torch.from_numpy(window[:, 1:])

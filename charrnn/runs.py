@@ -100,11 +100,12 @@ def train(
 def prepare_corpus(
     inputs: Iterable[str | os.PathLike],
     config: DataConfig | None = None,
+    root: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
 ) -> PreparedCorpus:
-    """Tokenize a corpus, or reuse its token cache. Under torchrun rank 0 builds the cache and
-    the other ranks then read it."""
-    return Group.from_env().first(lambda: prepare(inputs, config, progress=progress))
+    """Tokenize a corpus (or reuse its token cache under `root`, default $CHARRNN_DATA). Under
+    torchrun rank 0 builds the cache and the other ranks then read it."""
+    return Group.from_env().first(lambda: prepare(inputs, config, root, progress))
 
 
 def resume(

@@ -81,3 +81,12 @@ def test_shakespeare_split_matches_the_convention():
     assert prepared.stats.vocab_size == 66  # 65 characters + <unk> + <eos> - '\n' (it is <eos>)
     assert prepared.stats.train_chars == 1_003_855
     assert prepared.stats.train_tokens == 1_003_855
+
+
+def test_the_front_door_prepares_under_a_cache_root_of_ones_choice(tmp_path):
+    import charrnn
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abc abd abe\n" * 50, encoding="utf-8")
+    prepared = charrnn.prepare([corpus], charrnn.DataConfig(level="char"), root=tmp_path / "here")
+    assert prepared.directory.parent == tmp_path / "here" and prepared.stats.tokens > 0

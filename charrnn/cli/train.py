@@ -140,8 +140,8 @@ def train(
 ) -> None:
     """Train a language model on CORPUS (files, directories, corpus names, or - for stdin).
 
-    Without size options the model and batch shape follow the time budget (see README);
-    explicit options always win. Ctrl-C saves latest.pt and prints the command that resumes.
+    Without size options the model follows the budget, the speed measured on this device and
+    the corpus size (see README); explicit options always win. Ctrl-C saves latest.pt and prints the command that resumes.
     On --resume, budget options (--max-steps, --max-time, --epochs) replace the run's budget.
     """
     from .. import api
