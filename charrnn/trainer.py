@@ -24,7 +24,6 @@ from .cache import PreparedCorpus
 from .config import DataConfig, ModelConfig, TrainConfig, resolve_budget, to_dict
 from .devices import (
     ThreadGovernor,
-    autocast,
     loss_scaler,
     pick_device,
     resolve_precision,
@@ -34,10 +33,11 @@ from .distributed import Group
 from .evaluation import Evaluation, evaluate
 from .events import EventCallback, TrainEvent, TrainResult
 from .guard import DivergenceGuard, TrainingError
-from .model import Hidden, RNNLanguageModel, detach_hidden, sequence_loss
+from .model import Hidden, RNNLanguageModel
 from .rundir import RunDir
 from .schedule import Progress, Schedule
 from .sizing import budget_text, choose_sizes
+from .stepping import train_step
 from .trainstate import capture, rank_state, restore
 
 LN2 = math.log(2.0)
@@ -202,75 +202,9 @@ class Trainer:
             self.on_event(event)
 
     def train_step(self) -> tuple[float | None, float | None]:
-        """One optimizer step on the next batch; returns (loss, grad norm), the loss averaged
-        over the steps since the last host sync, or (None, None) between syncs. A diverging
-        step is skipped or undone by the guard."""
-        batch = self.batcher.next_batch()
-        if batch.first:
-            self.hidden = None
-        inputs, targets = (self._to_device(t) for t in (batch.inputs, batch.targets))
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate()
-        self.model.train()
-        with autocast(self.device, self.precision):
-            logits, hidden = self.stepped(inputs, detach_hidden(self.hidden))
-            loss = sequence_loss(logits, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
-        limit = self.config.clip if self.config.clip > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit, foreach=True)
-        if (self.step + 1) % self.sync_every:  # a GPU runs ahead; the guard looks at the sync
-            self._pending.append(loss.detach())
-            self._take_step(hidden, inputs.numel())
-            return None, None
-        losses = torch.stack([*self._pending, loss.detach()]).float()
-        self._pending, self.synced_steps = [], len(losses)
-        # the gradients (so the norm) are the same on every rank; the loss, the clock and a
-        # Ctrl-C are agreed, so every rank takes the same decisions below
-        loss_value, stop, self.agreed_elapsed = self.group.agree(
-            losses.mean().item(), self._stop_requested, self.own_elapsed
-        )
-        self._stop_agreed, norm_value = stop, norm.item()
-        if len(losses) > 1 and not bool(torch.isfinite(losses[:-1]).all()):
-            self._recover("non-finite loss between host syncs")  # those steps were taken
-            return math.nan, norm_value
-        if self.scaler and not math.isfinite(norm_value) and math.isfinite(loss_value):
-            self._take_step(None, 0)  # fp16 overflow: the scaler skips it and scales down
-            return loss_value, norm_value
-        if self.scaler and not (math.isfinite(loss_value) and self.guard.healthy(loss_value)):
-            self.scaler.update()  # the step is not taken: close the scaler's round
-        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-            self.optimizer.zero_grad(set_to_none=True)
-            self.hidden = None  # the state may be poisoned too
-            if self.guard.skipped_step():
-                self._recover("repeated non-finite steps")
-            else:
-                self._emit("warning", message="non-finite loss or gradient: step skipped")
-            return loss_value, norm_value
-        if not self.guard.healthy(loss_value):
-            self._recover(f"training loss {loss_value:.3g} is far above uniform guessing")
-            return loss_value, norm_value
-        self._take_step(hidden, inputs.numel())
-        self.guard.good_step()
-        return loss_value, norm_value
-
-    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":  # pinned, so the copy overlaps the previous step
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor.to(self.device)
-
-    def _take_step(self, hidden: Hidden | None, tokens: int) -> None:
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        if tokens:
-            self.hidden = detach_hidden(hidden)
-            self.step += 1
-            self.tokens += tokens * self.group.world  # every rank trained a batch
+        """One optimizer step on the next batch (stepping.py); returns (loss, grad norm), the
+        loss averaged over the steps since the last host sync, or (None, None) between syncs."""
+        return train_step(self)
 
     def _recover(self, why: str) -> None:
         message = self.guard.restore(self.model, self.optimizer, why)
