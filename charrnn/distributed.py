@@ -89,6 +89,9 @@ class Group:
     def close(self) -> None:
         """Leave the process group (whoever joined it: the group outlives prepare -> train)."""
         if self.active and dist.is_initialized():
+            # leave together: a rank that tears down its connections while another is still
+            # talking to it makes gloo abort that other rank
+            dist.barrier()
             dist.destroy_process_group()
 
     # -- agreeing ----------------------------------------------------------------------------
