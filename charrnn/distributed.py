@@ -95,17 +95,17 @@ class Group:
             dist.destroy_process_group()
 
     # -- agreeing ----------------------------------------------------------------------------
-    def _tensor(self, values: Sequence[float], device: torch.device) -> torch.Tensor:
+    def _tensor(self, values: Sequence[float]) -> torch.Tensor:
         # NCCL reduces only GPU tensors; gloo only CPU ones
         backend_gpu = self.active and dist.get_backend() == "nccl"
         where = torch.device("cuda", self.local_rank) if backend_gpu else torch.device("cpu")
         return torch.tensor(list(values), dtype=torch.float64, device=where)
 
-    def sum(self, values: Sequence[float], device: torch.device | None = None) -> list[float]:
+    def sum(self, values: Sequence[float]) -> list[float]:
         """Element-wise sums over the ranks."""
         if not self.active:
             return list(values)
-        tensor = self._tensor(values, device or torch.device("cpu"))
+        tensor = self._tensor(values)
         dist.all_reduce(tensor)
         return tensor.tolist()
 
