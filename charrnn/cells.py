@@ -99,6 +99,9 @@ class CustomRNN(nn.Module):
 
     def _mingru(self, projected, h0):
         size = self.hidden_size
+        # the scan accumulates over the chunk: in the state's precision even when autocast
+        # computed the projection in bf16
+        projected = projected.to(h0.dtype)
         k, v = projected[..., :size], projected[..., size:]
         if not projected.is_cuda:  # measured on CPU: 3.5x faster than the log-space scan
             return LerpScan.apply(torch.sigmoid(k), positive(v), h0)

@@ -27,18 +27,30 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto': fp32 on a CPU (its autocast is slower for these cells), bf16 on a GPU that has
-    it, else fp16 (with loss scaling)."""
+def resolve_precision(precision: str, device: torch.device, cell: str = "lstm") -> str:
+    """'auto': bf16 on a GPU that has it, else fp16 (with loss scaling); on a CPU, bf16 for the
+    LSTM where the CPU has bf16 matrix units (oneDNN's bf16 LSTM trains 2.4x faster than fp32 on
+    an AMX Xeon, at the same loss per token), else fp32 (the other cells gain 0-10% or lose)."""
     if precision == "fp16" and device.type == "cpu":
         raise TrainingError(
             "--precision fp16 needs a GPU: a CPU's LSTM has no fp16 kernel (use bf16)"
         )
     if precision != "auto":
         return precision
+    if device.type == "cpu":
+        return "bf16" if cell in CPU_BF16_CELLS and cpu_has_bf16_matrix_units() else "fp32"
     if device.type != "cuda":
         return "fp32"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+CPU_BF16_CELLS = ("lstm",)  # measured: bench_cells.py --precision
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX), through oneDNN."""
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(amx and amx() and torch.backends.mkldnn.is_available())
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import DEFAULT_BUDGET, ModelConfig, TrainConfig
+from .devices import autocast, resolve_precision
 from .model import RNNLanguageModel, sequence_loss
 
 TOKENS_PER_WEIGHT = 3.5
@@ -164,9 +165,15 @@ def plan_size(
 
 
 def time_training(
-    config: ModelConfig, batch_size: int, bptt: int, device: torch.device, min_seconds: float
+    config: ModelConfig,
+    batch_size: int,
+    bptt: int,
+    device: torch.device,
+    min_seconds: float,
+    precision: str = "fp32",
 ) -> float:
-    """Tokens/s of full training steps (forward, backward, clipping, AdamW) of this shape."""
+    """Tokens/s of full training steps (forward, backward, clipping, AdamW) of this shape, in
+    the arithmetic training will use."""
     model = RNNLanguageModel(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
     generator = torch.Generator().manual_seed(0)
@@ -174,8 +181,9 @@ def time_training(
     inputs, targets = ids[:, :-1].to(device), ids[:, 1:].to(device)
 
     def step() -> None:
-        logits, _ = model(inputs, None)
-        loss = sequence_loss(logits, targets)
+        with autocast(device, precision):
+            logits, _ = model(inputs, None)
+            loss = sequence_loss(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
@@ -220,8 +228,9 @@ def measure_and_plan(
         if model.tie_weights:
             shape.embed = hidden
         shapes.append(shape)
+    precision = resolve_precision(train.precision, device, model.cell)
     if seconds is not None:  # torch's one-time start-up, which the first training step would pay
-        timer(shapes[0], batch, bptt, device, 0.0)
+        timer(shapes[0], batch, bptt, device, 0.0, precision)
     clock = time.perf_counter()
     candidates: list[Candidate] = []
     for shape in shapes:
@@ -236,7 +245,8 @@ def measure_and_plan(
             speed = last.tokens_per_second * last.parameters / parameters
             candidates.append(Candidate(layers, hidden, parameters, speed, estimated=True))
         else:
-            speed = processes * timer(shape, batch, bptt, device, min(0.2, max(0.02, allowed / 8)))
+            limit = min(0.2, max(0.02, allowed / 8))
+            speed = processes * timer(shape, batch, bptt, device, limit, precision)
             candidates.append(Candidate(layers, hidden, parameters, speed))
         bought = budget_tokens(candidates[-1], seconds, stated)
         if parameters > WEIGHTS_PER_CORPUS_TOKEN * corpus_tokens:

@@ -108,7 +108,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.schedule = Schedule(self.config, self.batcher.batches_per_epoch)
         self.guard = DivergenceGuard(model_config.vocab_size, self.config.max_bad_steps)
-        self.precision = resolve_precision(self.config.precision, self.device)
+        self.precision = resolve_precision(self.config.precision, self.device, model_config.cell)
         self.scaler = loss_scaler(self.device, self.precision)
         # a CPU checks every step; a GPU runs ahead and is checked at log steps
         cpu = self.device.type == "cpu"

@@ -11,7 +11,8 @@ from charrnn import checkpoint
 from charrnn.cache import prepare
 from charrnn.cells import CustomRNN
 from charrnn.cli import cli
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.config import CELLS, ModelConfig, TrainConfig
+from charrnn.devices import cpu_has_bf16_matrix_units, resolve_precision
 from charrnn.errors import ConfigError
 from charrnn.model import RNNLanguageModel
 from charrnn.rundir import RunDir, holds_run
@@ -172,3 +173,19 @@ def test_the_peephole_layer_backward_by_hand_is_right():
     shapes = [(2, 5, 12), (12, 3), (12,), (9,), (2, 3), (2, 3)]
     args = [torch.randn(s, dtype=torch.double, requires_grad=True) for s in shapes]
     assert torch.autograd.gradcheck(PeepholeScan.apply, args)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_cell_trains_in_bf16(tiny_corpus, tmp_path, cell):
+    prepared = prepare([tiny_corpus])
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 40, "precision": "bf16"})
+    result = Trainer(prepared, ModelConfig(**{**TINY_MODEL, "cell": cell}), config).run()
+    assert result.steps == 40 and result.best_val_loss < np.log(30)
+
+
+def test_auto_precision_follows_the_device_and_the_cell():
+    cpu = torch.device("cpu")
+    fast = "bf16" if cpu_has_bf16_matrix_units() else "fp32"
+    assert resolve_precision("auto", cpu, "lstm") == fast
+    assert {resolve_precision("auto", cpu, cell) for cell in CELLS if cell != "lstm"} == {"fp32"}
+    assert resolve_precision("fp32", cpu, "lstm") == "fp32"

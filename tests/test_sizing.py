@@ -8,6 +8,7 @@ import torch
 
 import charrnn
 from charrnn.config import ModelConfig, TrainConfig, resolve_budget
+from charrnn.devices import resolve_precision
 from charrnn.sizing import (
     HIDDEN_LADDER,
     TOKENS_PER_WEIGHT,
@@ -93,9 +94,11 @@ def test_step_and_epoch_budgets_state_their_tokens():
 
 def test_measuring_stops_at_the_first_shape_too_big_for_the_budget():
     timed: list[tuple[int, int]] = []
+    arithmetic: set[str] = set()
 
-    def table_speed(shape, batch, bptt, device, seconds):
+    def table_speed(shape, batch, bptt, device, seconds, precision):
         timed.append((shape.layers, shape.hidden))
+        arithmetic.add(precision)
         return CPU_SPEEDS[(shape.layers, shape.hidden)] * (32 * 64) / (batch * bptt)
 
     model = ModelConfig(vocab_size=65)
@@ -103,6 +106,8 @@ def test_measuring_stops_at_the_first_shape_too_big_for_the_budget():
     plan = measure_and_plan(model, train, SHAKESPEARE_TOKENS, torch.device("cpu"), table_speed)
     assert (plan.layers, plan.hidden) == (2, 384)
     assert timed[1:] == [(2, 64), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512)]
+    # timed in the arithmetic training will use
+    assert arithmetic == {resolve_precision("auto", torch.device("cpu"), "lstm")}
 
 
 def test_explicit_sizes_win_and_narrow_the_candidates():
@@ -139,7 +144,7 @@ def test_a_timed_run_measures_on_this_device_and_explains_its_choice(tmp_path):
 
 
 def test_out_of_measuring_time_the_next_shapes_are_estimated_not_dropped():
-    def slow(shape, batch, bptt, device, seconds):
+    def slow(shape, batch, bptt, device, seconds, precision):
         if seconds:  # not the warm-up: longer than the 0.9 s a 30-second budget allows
             time.sleep(1.0)
         return CPU_SPEEDS[(shape.layers, shape.hidden)]
