@@ -201,7 +201,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     max_bad_steps: int = 5
-    precision: str = "auto"  # auto: fp32 on a CPU, bf16 on a GPU that has it, else fp16
+    precision: str = "auto"  # auto: devices.resolve_precision
     sync_every: int | None = None  # steps between host syncs; None: 1 on a CPU, log_every on GPUs
 
     def validate(self, resolved: bool = True) -> TrainConfig:

@@ -14,7 +14,7 @@ from charrnn.cli import cli
 from charrnn.config import CELLS, ModelConfig, TrainConfig
 from charrnn.devices import cpu_has_bf16_matrix_units, resolve_precision
 from charrnn.errors import ConfigError
-from charrnn.model import RNNLanguageModel
+from charrnn.model import IDENTITY_GAIN, RNNLanguageModel
 from charrnn.rundir import RunDir, holds_run
 from charrnn.trainer import Trainer
 
@@ -96,7 +96,7 @@ def test_identity_init_for_the_relu_rnn():
     model = RNNLanguageModel(
         ModelConfig(vocab_size=9, cell="rnn-relu", layers=2, hidden=6, embed=4, init="identity")
     )
-    assert torch.equal(model.rnn.weight_hh_l1, torch.eye(6))
+    assert torch.equal(model.rnn.weight_hh_l1, IDENTITY_GAIN * torch.eye(6))
     assert torch.count_nonzero(model.rnn.bias_hh_l0) == 0
     with pytest.raises(ConfigError, match="--init identity is for --cell rnn-relu"):
         ModelConfig(vocab_size=9, cell="lstm", layers=1, hidden=4, embed=4, dropout=0.0,
