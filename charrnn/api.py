@@ -79,7 +79,7 @@ def score_texts(
     pieces = [line for line in text.splitlines() if line.strip()] if per_line else [text]
     if not pieces:
         raise ConfigError("nothing to score: the text has no lines")
-    scores = [model.score(piece) for piece in pieces]
+    scores = model.score_many(pieces)
     if per_line:
         scores.sort(key=lambda s: s.logprob, reverse=True)
     return scores

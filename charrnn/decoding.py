@@ -219,7 +219,8 @@ class Decoding:
 
 
 def _gather(state: list, sources: list[int]) -> list:
-    index = torch.tensor(sources, dtype=torch.long)
+    first = state[0][0] if isinstance(state[0], tuple) else state[0]
+    index = torch.tensor(sources, dtype=torch.long, device=first.device)
     return [
         tuple(t.index_select(0, index) for t in layer)
         if isinstance(layer, tuple)
@@ -244,7 +245,7 @@ def decode(
         row.done = row.done or stops.length <= 0
     while not all(row.done for row in decoding.rows):
         started = time.perf_counter()
-        scores = decoding.logits.numpy()
+        scores = decoding.logits.float().cpu().numpy()  # one (B, V) copy per step from a GPU
         log_probs = log_softmax(scores)
         sources, tokens, rows = strategy.choose(decoding.rows, scores, log_probs)
         if sources != list(range(len(decoding.rows))):
@@ -257,7 +258,7 @@ def decode(
             if piece and strategy.streams:
                 pieces.append((index, piece))
         decoding.rows = rows
-        ids = torch.tensor([row.last_token for row in rows], dtype=torch.long)
+        ids = torch.tensor([row.last_token for row in rows], device=decoding.logits.device)
         decoding.logits, decoding.state = step(ids, decoding.state)
         if governor is not None:
             governor.observe(len(rows), time.perf_counter() - started)

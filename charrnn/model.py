@@ -159,7 +159,7 @@ class SingleStep:
                 w_ih = getattr(rnn, f"weight_ih_l{layer}").detach()
                 b_ih = getattr(rnn, f"bias_ih_l{layer}").detach()
                 # minGRU has no recurrent matrix: zeros keep the code below uniform
-                w_hh = getattr(rnn, f"weight_hh_l{layer}", torch.zeros(1, c.hidden)).detach()
+                w_hh = getattr(rnn, f"weight_hh_l{layer}", b_ih.new_zeros(1, c.hidden)).detach()
                 b_hh = getattr(rnn, f"bias_hh_l{layer}", torch.zeros_like(b_ih)).detach()
                 if c.cell == "lstm-peephole":  # as (4, H): i, f, a zero row for the candidate, o
                     p_i, p_f, p_o = getattr(rnn, f"peephole_l{layer}").detach().chunk(3)
@@ -178,7 +178,7 @@ class SingleStep:
             self.decoder_bias = model.decoder.bias.detach().clone()
 
     def zero_state(self, batch_size: int) -> list:
-        zeros = torch.zeros(batch_size, self.hidden_size)
+        zeros = torch.zeros(batch_size, self.hidden_size, device=self.decoder_bias.device)
         if self.cell in PAIRED:
             return [(zeros.clone(), zeros.clone()) for _ in range(self.layers)]
         return [zeros.clone() for _ in range(self.layers)]

@@ -55,8 +55,9 @@ def record(language_model, text: str) -> Activations:
     logits, state = language_model.warm_start()
     rows, stepper = [], language_model.stepper
     for token in ids:
-        logits, state = stepper(torch.tensor([token]), state)
-        rows.append(torch.cat([t.reshape(-1) for layer in state for t in _parts(layer)]).numpy())
+        logits, state = stepper(torch.tensor([token], device=language_model.device), state)
+        units = torch.cat([t.reshape(-1) for layer in state for t in _parts(layer)])
+        rows.append(units.cpu().numpy())
     layers = len(state)
     size = stepper.hidden_size
     kinds = ("h", "c") if isinstance(state[0], tuple) else ("h",)

@@ -21,12 +21,20 @@ import torch
 from . import checkpoint
 from .config import SampleConfig, check_text
 from .decoding import Beam, Decoding, Row, Sampler, Stops, decode
-from .devices import ThreadGovernor
+from .devices import ThreadGovernor, pick_device
 from .errors import ConfigError
 from .model import RNNLanguageModel
 from .neurons import Activations, record
 from .rundir import resolve_checkpoint
-from .scoring import FEED_TOKENS, Score, TokenSurprisal, score_text, surprisal, text_chunks
+from .scoring import (
+    FEED_TOKENS,
+    Score,
+    TokenSurprisal,
+    score_many,
+    score_text,
+    surprisal,
+    text_chunks,
+)
 from .tokenizers import EOS_ID, UNK_ID, Tokenizer
 from .verse import NAMED_FORMS, RHYME_SCHEMES, Form, parse_form
 
@@ -54,20 +62,32 @@ class LanguageModel:
     """A trained model with its tokenizer."""
 
     def __init__(
-        self, model: RNNLanguageModel, tokenizer: Tokenizer, state: dict | None = None
+        self,
+        model: RNNLanguageModel,
+        tokenizer: Tokenizer,
+        state: dict | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
-        self.model = model.eval().cpu()
+        """`device`: where the model runs ('auto': a GPU when there is one). Many samples at
+        once (`num_samples`) are one batched step per token there; the choice of each token
+        stays on the host, which sees the (B, V) logits of every step."""
+        self.device = pick_device(device) if isinstance(device, str) else device
+        self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer
         self.state = state or {}
-        self.stepper = model.stepper()
+        self.stepper = self.model.stepper()
         self._warm: tuple[torch.Tensor, list] | None = None
-        self.governor = ThreadGovernor(min_window=0.1)  # follows the machine's load
+        # on a CPU the thread count follows the machine's load
+        self.governor = ThreadGovernor(min_window=0.1) if self.device.type == "cpu" else None
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> LanguageModel:
-        """From a checkpoint file, a run directory (best.pt) or None (the newest run)."""
+    def load(
+        cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+    ) -> LanguageModel:
+        """From a checkpoint file, a run directory (best.pt) or None (the newest run), onto
+        `device` ('cpu', 'cuda', 'mps' or 'auto')."""
         model, tokenizer, state = checkpoint.load_model(resolve_checkpoint(path))
-        return cls(model, tokenizer, state)
+        return cls(model, tokenizer, state, device)
 
     # -- reading text ------------------------------------------------------------------------
     def encode(self, text: str, name: str = "text") -> np.ndarray:
@@ -101,6 +121,7 @@ class LanguageModel:
         hidden = self.stepper.to_hidden(state)
         for start in range(0, len(ids), FEED_TOKENS):
             window = torch.from_numpy(ids[start : start + FEED_TOKENS]).unsqueeze(0)
+            window = window.to(self.device)
             logits, hidden = self.model(window, hidden)
         return logits[:, -1], self.stepper.from_hidden(hidden)
 
@@ -111,13 +132,13 @@ class LanguageModel:
         state never starts cold in training), so the first line it wrote came out malformed.
         The state after greedily writing one unit of its own is computed once, deterministic."""
         if self._warm is None:
-            logits, hidden = self.model(torch.tensor([[EOS_ID]]))
+            logits, hidden = self.model(torch.tensor([[EOS_ID]], device=self.device))
             state, written = self.stepper.from_hidden(hidden), 0
             for _ in range(WARM_UP_TOKENS):
                 scores = logits.reshape(1, -1).clone()
                 scores[:, UNK_ID] = -torch.inf
                 token = int(scores.argmax())
-                logits, state = self.stepper(torch.tensor([token]), state)
+                logits, state = self.stepper(torch.tensor([token], device=self.device), state)
                 written += 1
                 if token == EOS_ID and written > 1:
                     break
@@ -334,6 +355,10 @@ class LanguageModel:
     def score(self, text: str) -> Score:
         """log P(text) as a product of per-token conditionals, starting after an <eos>."""
         return score_text(self.model, self.tokenizer, text)
+
+    def score_many(self, texts: list[str]) -> list[Score]:
+        """`score` of each text, read side by side in batches (one pass for many lines)."""
+        return score_many(self.model, self.tokenizer, texts)
 
     def surprisal(self, text: str, top: int = 5) -> list[TokenSurprisal]:
         """Each token of `text` with its surprisal in bits and the model's top guesses there."""

@@ -98,6 +98,15 @@ ROWS = [
     (["train", "{corpus}", "--max-time", "-3m"], None, "cannot read duration"),
     (["train", "{corpus}", "--device", "cpu", "--precision", "fp16"], None, "needs a GPU"),
     (["train", "{corpus}", "--nproc", "0"], None, "--nproc must be at least 1"),
+    *(
+        []
+        if torch.cuda.is_available()
+        else [
+            (["generate", "{run}", "--device", "cuda"], None, "no CUDA GPU is available"),
+            (["score", "{run}", "the", "--device", "cuda"], None, "no CUDA GPU is available"),
+            (["chat", "{run}", "--device", "cuda"], "hi\n", "no CUDA GPU is available"),
+        ]
+    ),
     (["generate", "{run}", "--seed", "-1"], None, "--seed must be between 0"),
     (["generate", "{run}", "--seed", str(2**64)], None, "--seed must be between 0"),
     (["chat", "{run}", "--seed", "-1"], "hi\n", "--seed must be between 0"),

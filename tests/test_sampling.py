@@ -130,6 +130,37 @@ def test_score_equals_the_training_loss(model):
     )
 
 
+def test_scoring_side_by_side_equals_one_by_one(model):
+    texts = ["the cat sat on the mat.", "a", "teh cta\nsta no", "the zebra", "the " * 1200]
+    together = model.score_many(texts)  # the last is longer than one window (FEED_TOKENS)
+    for text, score in zip(texts, together, strict=True):
+        alone = model.score(text)
+        assert (score.text, score.tokens, score.unknown) == (
+            alone.text,
+            alone.tokens,
+            alone.unknown,
+        )
+        assert score.logprob == pytest.approx(alone.logprob, rel=1e-5)
+    with pytest.raises(ConfigError, match="nothing to score"):
+        model.score_many(["the", ""])
+
+
+def test_a_model_loaded_onto_a_device_samples_and_scores_there(trained_run):
+    on_cpu = charrnn.load(trained_run, device="cpu")
+    assert on_cpu.device.type == "cpu" and on_cpu.model.decoder.weight.device.type == "cpu"
+    assert on_cpu.generate("the", 20, seed=3) == charrnn.load(trained_run).generate(
+        "the", 20, seed=3
+    )
+    if torch.cuda.is_available():  # the same samples on a GPU (the choice of tokens is the host's)
+        on_gpu = charrnn.load(trained_run, device="cuda")
+        assert on_gpu.samples("the", 30, seed=5, num_samples=8)[0].text == (
+            on_cpu.samples("the", 30, seed=5, num_samples=8)[0].text
+        )
+        assert on_gpu.score("the cat").logprob == pytest.approx(
+            on_cpu.score("the cat").logprob, rel=1e-4
+        )
+
+
 def test_unknown_prime_warns(model):
     with pytest.warns(UserWarning, match="not in the vocabulary"):
         model.generate("zzz", 5, seed=1)
@@ -247,6 +278,8 @@ def test_cli_score_and_per_line_ranking(trained_run, tmp_path):
     oov = CliRunner().invoke(cli, ["score", str(trained_run), "the zebra"])
     assert "outside the vocabulary" in oov.output
     assert CliRunner().invoke(cli, ["score", str(trained_run)]).exit_code == 2
+    on_cpu = run("score", str(trained_run), "the cat", "--device", "cpu", "--format", "json")
+    assert on_cpu.exit_code == 0 and '"logprob"' in on_cpu.output
 
 
 def test_sample_config_rejects_bad_values():

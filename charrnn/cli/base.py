@@ -12,7 +12,15 @@ import sys
 import click
 
 from .. import __version__
-from ..config import DECODING_ERRORS, EOS_MODES, LEVELS, SUBWORD_MODELS, DataConfig, parse_duration
+from ..config import (
+    DECODING_ERRORS,
+    DEVICES,
+    EOS_MODES,
+    LEVELS,
+    SUBWORD_MODELS,
+    DataConfig,
+    parse_duration,
+)
 from ..errors import CharRNNError, ConfigError, printable
 
 
@@ -157,6 +165,16 @@ def sampling_options(command):
         ],
         command,
     )
+
+
+device_option = click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="Where the model runs: auto takes a GPU when there is one (--num-samples run there "
+    "as one batch per token).",
+)
 
 
 def verse_options(command):

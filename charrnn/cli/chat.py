@@ -8,7 +8,7 @@ import click
 
 from ..config import SampleConfig
 from ..errors import CharRNNError, printable
-from .base import cli, console, friendly_errors, sampling_options, verse_options
+from .base import cli, console, device_option, friendly_errors, sampling_options, verse_options
 
 
 @cli.command()
@@ -20,10 +20,11 @@ from .base import cli, console, friendly_errors, sampling_options, verse_options
     "--max-reply", type=int, default=200, show_default=True, help="Longest reply, in tokens."
 )
 @verse_options
+@device_option
 @friendly_errors
 def chat(
     checkpoint_path, temperature, top_k, top_p, seed, user_prefix, bot_prefix, max_reply, form,
-    rhyme, tones,
+    rhyme, tones, device,
 ) -> None:  # fmt: skip
     """Talk to a model in the terminal; it remembers the conversation. /help lists commands."""
     from .. import api
@@ -31,8 +32,9 @@ def chat(
 
     sampling = SampleConfig(temperature, top_k, top_p, False, seed)
     session = api.chat_session(
-        checkpoint_path, sampling, user_prefix, bot_prefix, max_reply, form, rhyme or False, tones
-    )
+        api.load(checkpoint_path, device), sampling, user_prefix, bot_prefix, max_reply, form,
+        rhyme or False, tones,
+    )  # fmt: skip
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="surrogateescape")  # bad bytes: a clear error, not a crash
     interactive = sys.stdin.isatty()

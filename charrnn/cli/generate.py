@@ -9,7 +9,15 @@ from dataclasses import asdict
 import click
 
 from ..errors import ConfigError
-from .base import cli, console, format_option, friendly_errors, sampling_options, verse_options
+from .base import (
+    cli,
+    console,
+    device_option,
+    format_option,
+    friendly_errors,
+    sampling_options,
+    verse_options,
+)
 
 
 def _warn(caught: list) -> None:
@@ -52,17 +60,18 @@ def _warn(caught: list) -> None:
 @format_option("text", "jsonl")
 @click.option("--no-stream", is_flag=True, help="Print when done instead of token by token.")
 @verse_options
+@device_option
 @friendly_errors
 def generate(
     checkpoint_path, prime, length, temperature, top_k, top_p, seed, greedy, beam,
     length_penalty, num_samples, until_eos, lines, acrostic, output_format, no_stream, form,
-    rhyme, tones,
+    rhyme, tones, device,
 ) -> None:  # fmt: skip
     """Write text with a trained model (default: the newest run under checkpoints/)."""
     from .. import api
     from ..console import json_line, write_model_text
 
-    model = api.load(checkpoint_path)
+    model = api.load(checkpoint_path, device)
     stops = dict(length=length, until_eos=until_eos, lines=lines, acrostic=acrostic)
     stops.update(form=form, rhyme=rhyme or False)
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed)
@@ -118,13 +127,14 @@ def generate(
     "--html", "html_file", type=click.Path(dir_okay=False),
     help="Write a page: surprisal colours, the model's top-5 guesses on hover.",
 )  # fmt: skip
+@device_option
 @friendly_errors
-def score(checkpoint_path, text, file_path, per_line, output_format, show, html_file) -> None:  # fmt: skip
+def score(checkpoint_path, text, file_path, per_line, output_format, show, html_file, device) -> None:  # fmt: skip
     """How likely is TEXT under the model? Log-probability, nats/token, bits/char, perplexity."""
     from .. import api
     from ..console import json_line, score_table
 
-    model = api.load(checkpoint_path)
+    model = api.load(checkpoint_path, device)
     if show or html_file:
         from ..console import surprisal_text
 
