@@ -260,10 +260,11 @@ class Trainer:
 
     def _subsampled(self, tokens_read: int) -> bool:
         """Whether evaluations read less than the whole validation split."""
-        return self.config.eval_tokens is not None and tokens_read < len(self.corpus.val_ids) - 1
+        whole = len(self.corpus.val_ids) - 1 - self.config.batch_size  # the ragged tail is dropped
+        return self.config.eval_tokens is not None and tokens_read < whole
 
     def _final_evaluation(self, final_is_best: bool) -> None:
-        whole = self.evaluate(FINAL_EVAL_TOKENS)
+        whole, sampled = self.evaluate(FINAL_EVAL_TOKENS), self.last_val_loss
         self.last_val_loss = whole.loss
         best = whole.loss
         if not final_is_best:  # best.pt is an earlier checkpoint: its weights, on the whole split
@@ -278,6 +279,10 @@ class Trainer:
             streams, device = self.config.batch_size, self.device
             val = self.corpus.val_ids
             best = evaluate(model, val, streams, device, FINAL_EVAL_TOKENS, self.group).loss
+            if whole.loss < best:  # the whole split overrules the subsample's ranking
+                best, final_is_best = whole.loss, True
+                self.best_val_loss, self.best_step = sampled, self.step
+                self._save(best=True)
         self.best_full_val_loss = best
         self._emit(
             "final", val_loss=whole.loss, val_bpc=self.bpc(whole.loss), improved=final_is_best

@@ -319,6 +319,34 @@ def test_evaluation_on_a_subsample_then_the_whole_split_at_the_end(tmp_path):
     assert sample.tokens < 2 * 1024 and abs(sample.loss - whole.loss) < 4 * sample.stderr + 0.05
 
 
+def test_the_whole_split_decides_between_the_final_and_the_best_weights(tmp_path):
+    # Evaluations while training read a subsample; at the end the final weights and best.pt's
+    # are both scored on the whole split, and best.pt becomes whichever scores lower there.
+    import random
+    import shutil
+
+    rng = random.Random(0)
+    words = ["the", "cat", "sat", "on", "mat", "dog", "log", "a", "and", "met"]
+    corpus = tmp_path / "big.txt"
+    corpus.write_text("\n".join(" ".join(rng.choices(words, k=8)) for _ in range(3000)) + "\n")
+    early, run = tmp_path / "early", tmp_path / "run"
+    tiny_train(corpus, early, steps=10, eval_every=10, eval_tokens=256)
+    tiny_train(corpus, run, steps=60, eval_every=20, eval_tokens=256)
+    # best.pt: the weights of step 10; the subsample's best score: one no evaluation can beat
+    shutil.copy(early / "best.pt", run / "best.pt")
+    latest = checkpoint.load(run / "latest.pt")
+    latest["trainer"]["best_val_loss"] = 0.0
+    torch.save(latest, run / "latest.pt")
+    result = charrnn.resume(run, overrides={"max_steps": 80})
+    assert not any(h["improved"] for h in result.history if h["kind"] == "eval" and h["step"] > 60)
+    final = next(h for h in result.history if h["kind"] == "final")
+    best = checkpoint.load(run / "best.pt")
+    assert best["trainer"]["step"] == 80 and best["metrics"]["split"] == "whole"
+    assert best["metrics"]["best_val_loss"] == pytest.approx(final["val_loss"], rel=1e-9)
+    weights = checkpoint.load(run / "latest.pt")["model"]
+    assert all(torch.equal(weights[k], best["model"][k]) for k in weights)
+
+
 def test_an_overfitting_run_stops_on_its_own_and_keeps_the_best(tmp_path):
     import random
 
