@@ -93,23 +93,35 @@ BATCH_LOGITS = 1 << 24  # logits held at once when scoring texts side by side
 
 @torch.inference_mode()
 def score_many(model: RNNLanguageModel, tokenizer: Tokenizer, texts: list[str]) -> list[Score]:
-    """`score_text` of each text, read side by side: texts of similar length share a batch
-    (padded; the padding comes after a text's tokens, so it changes none of its scores), one
-    forward pass per window of FEED_TOKENS for the whole batch. On a GPU a thousand lines
-    cost about what one does."""
+    """`score_text` of each text, short ones read side by side: texts of similar length share
+    a batch (padded; the padding comes after a text's tokens, so it changes none of its scores),
+    one forward pass per window of FEED_TOKENS for the whole batch; on a GPU a thousand lines
+    cost about what one does. A text longer than a window is read alone by `score_text`, in
+    flat memory whatever its length."""
     for text in texts:
         check_text("TEXT", text)
-    encoded = []
-    for text in texts:
-        ids = [tokenizer.encode(piece) for piece in text_chunks(text)]
-        encoded.append(np.concatenate(ids) if ids else np.zeros(0, np.int64))
-    if any(len(ids) == 0 for ids in encoded):
+    scores: dict[int, Score] = {
+        i: score_text(model, tokenizer, text)
+        for i, text in enumerate(texts)
+        if len(text) > FEED_TOKENS
+    }
+    encoded = {i: tokenizer.encode(text) for i, text in enumerate(texts) if i not in scores}
+    if any(len(ids) == 0 for ids in encoded.values()):
         raise ConfigError("nothing to score: the text is empty")
+    if encoded:
+        nats = _side_by_side(model, encoded)
+        for i, ids in encoded.items():
+            scores[i] = _score(texts[i], len(ids), int((ids == UNK_ID).sum()), nats[i])
+    return [scores[i] for i in range(len(texts))]
+
+
+def _side_by_side(model: RNNLanguageModel, encoded: dict[int, np.ndarray]) -> dict[int, float]:
+    """The nats of each text's ids, read from just after an <eos>, in padded batches."""
     device = model.decoder.weight.device
-    window = min(FEED_TOKENS, max(len(ids) for ids in encoded))
+    window = min(FEED_TOKENS, max(len(ids) for ids in encoded.values()))
     rows = max(1, BATCH_LOGITS // (window * model.config.vocab_size))
-    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-    nats = [0.0] * len(texts)
+    order = sorted(encoded, key=lambda i: len(encoded[i]))
+    nats: dict[int, float] = {}
     for first in range(0, len(order), rows):
         members = order[first : first + rows]
         longest = max(len(encoded[i]) for i in members)
@@ -124,12 +136,8 @@ def score_many(model: RNNLanguageModel, tokenizer: Tokenizer, texts: list[str]) 
             part = targets[:, start : start + FEED_TOKENS]
             losses = sequence_loss(logits.float(), part, reduction="none").view(part.shape)
             totals = totals + losses.double().sum(dim=1)
-        for row, value in zip(members, totals.tolist(), strict=True):
-            nats[row] = value
-    return [
-        _score(text, len(ids), int((ids == UNK_ID).sum()), nats[i])
-        for i, (text, ids) in enumerate(zip(texts, encoded, strict=True))
-    ]
+        nats.update(zip(members, totals.tolist(), strict=True))
+    return nats
 
 
 def token_pieces(tokenizer: Tokenizer, text: str, ids: np.ndarray) -> list[str]:
