@@ -26,6 +26,13 @@ from .errors import ConfigError
 from .model import RNNLanguageModel
 from .neurons import Activations, record
 from .rundir import resolve_checkpoint
+from .sample_plan import (
+    DEFAULT_LENGTH,
+    OPEN_LENGTH_CAP,
+    sample_rows,
+    sample_stops,
+    verse_form,
+)
 from .scoring import (
     FEED_TOKENS,
     Score,
@@ -36,11 +43,7 @@ from .scoring import (
     text_chunks,
 )
 from .tokenizers import EOS_ID, UNK_ID, Tokenizer
-from .verse import NAMED_FORMS, RHYME_SCHEMES, Form, parse_form
-
-DEFAULT_LENGTH = 500
-OPEN_LENGTH_CAP = 10_000  # safety cap when stopping on <eos> or line counts
-
+from .verse import Form
 
 WARM_UP_TOKENS = 256
 
@@ -164,82 +167,11 @@ class LanguageModel:
         return Decoding(logits.expand(batch, -1).contiguous(), state, rows)
 
     # -- generation --------------------------------------------------------------------------
-    def _rows(
-        self, count: int, seed: int | None, acrostic: str | None, verse: Form | None = None
-    ) -> list[Row]:
-        if not 1 <= count <= 4096:
-            raise ConfigError(f"--num-samples must be between 1 and 4096 (got {count})")
-        base = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
-        heads = self.acrostic_heads(acrostic) if acrostic else []
-        if verse is not None:  # heads start verses, not lines
-            if any(len(head) != 1 for head in heads):
-                raise ConfigError("with --form, each acrostic head must be one character")
-            starts = [head[0] for head in heads]
-            return [
-                Row(seed=base + i, rng=np.random.default_rng(base + i), form=verse.start(starts))
-                for i in range(count)
-            ]
-        return [
-            Row(
-                seed=base + i,
-                rng=np.random.default_rng(base + i),
-                forced=list(heads[0]) if heads else [],
-                heads=[list(h) for h in heads[1:]],
-                acrostic=bool(heads),
-            )
-            for i in range(count)
-        ]
-
     def verse_form(
         self, form: str | None, rhyme: bool | str = False, tones: bool = False
     ) -> Form | None:
         """The verse form to keep (verse.py), or None; rhyme and tones need a form."""
-        if form is None:
-            if rhyme or tones:
-                raise ConfigError("--rhyme and --tones need a --form")
-            return None
-        if isinstance(rhyme, str) and rhyme.upper() not in (*RHYME_SCHEMES, "ON"):
-            raise ConfigError(f"--rhyme must be AABB or ABAB (got {rhyme!r})")
-        rhyme = rhyme.upper() if isinstance(rhyme, str) and rhyme.upper() != "ON" else bool(rhyme)
-        named = form.strip().lower() in NAMED_FORMS
-        return Form(self.tokenizer, parse_form(form), rhyme, tones, named)
-
-    def acrostic_heads(self, acrostic: str) -> list[list[int]]:
-        """Heads for an acrostic: comma- or space-separated words, else one per token (a
-        character for char models), so '春夏秋冬' gives four. A head outside the vocabulary is an
-        error rather than a printed <unk>."""
-        check_text("--acrostic", acrostic)
-        if "," in acrostic:
-            words = [head.strip() for head in acrostic.split(",") if head.strip()]
-        elif any(ch.isspace() for ch in acrostic):
-            words = acrostic.split()
-        else:
-            words = self.tokenizer.units(acrostic)
-        heads = []
-        for word in words:
-            ids = self.tokenizer.encode(word).tolist()
-            if UNK_ID in ids or not ids:
-                raise ConfigError(f"acrostic head {word!r} is not in the model's vocabulary")
-            heads.append(ids)
-        if not heads:
-            raise ConfigError("--acrostic needs at least one head")
-        return heads
-
-    @staticmethod
-    def stops(
-        length: int | None,
-        until_eos: bool,
-        lines: int | None,
-        acrostic: str | None,
-        verse: bool = False,
-    ) -> Stops:
-        if length is not None and length < 0:
-            raise ConfigError(f"--length must be >= 0 (got {length})")
-        if lines is not None and lines < 1:
-            raise ConfigError(f"--lines must be >= 1 (got {lines})")
-        open_ended = until_eos or lines is not None or bool(acrostic) or verse
-        cap = length if length is not None else (OPEN_LENGTH_CAP if open_ended else DEFAULT_LENGTH)
-        return Stops(length=cap, until_eos=until_eos, lines=lines)
+        return verse_form(self.tokenizer, form, rhyme, tones)
 
     def _samples(
         self, prime: str, rows: list[Row], strategy, stops: Stops
@@ -267,8 +199,8 @@ class LanguageModel:
         """Yield the prime, then the continuation piece by piece (what `generate` returns)."""
         strategy = Sampler(SampleConfig(temperature, top_k, top_p, greedy, seed))
         verse = self.verse_form(form, rhyme, tones)
-        stops = self.stops(length, until_eos, lines, acrostic, verse is not None)
-        rows = self._rows(1, seed, acrostic, verse)
+        stops = sample_stops(length, until_eos, lines, acrostic, verse is not None)
+        rows = sample_rows(self.tokenizer, 1, seed, acrostic, verse)
         pieces = self._samples(prime, rows, strategy, stops)
         first = next(pieces, None)  # the prime is read (and warned about) before anything shows
         if prime:
@@ -299,8 +231,8 @@ class LanguageModel:
         `form` ('wujue', '7x8', '8,6,8,6'...) keeps a verse form by construction (verse.py)."""
         strategy = Sampler(SampleConfig(temperature, top_k, top_p, greedy, seed))
         verse = self.verse_form(form, rhyme, tones)
-        stops = self.stops(length, until_eos, lines, acrostic, verse is not None)
-        rows = self._rows(num_samples, seed, acrostic, verse)
+        stops = sample_stops(length, until_eos, lines, acrostic, verse is not None)
+        rows = sample_rows(self.tokenizer, num_samples, seed, acrostic, verse)
         for _ in self._samples(prime, rows, strategy, stops):
             pass
         return [self._sample(prime, row, row.seed) for row in rows]
@@ -334,9 +266,9 @@ class LanguageModel:
         # the plain default unless a length is given.
         verse = self.verse_form(form, rhyme)
         cap = OPEN_LENGTH_CAP if verse is not None else DEFAULT_LENGTH
-        stops = self.stops(cap if length is None else length, until_eos, lines, acrostic)
+        stops = sample_stops(cap if length is None else length, until_eos, lines, acrostic)
         strategy = Beam(width, length_penalty)
-        rows = self._rows(1, 0, acrostic, verse)
+        rows = sample_rows(self.tokenizer, 1, 0, acrostic, verse)
         for _ in self._samples(prime, rows, strategy, stops):
             pass
         rows.sort(key=lambda row: -strategy.rank(row.logprob, row.tokens))

@@ -3,14 +3,14 @@
 `Trainer.run()` steps until the schedule says the run is finished (or `request_stop()` is called)
 and reports through a plain callback of `TrainEvent`s, so a terminal UI, a test or a notebook can
 watch it. What to save and where is the `RunDir`'s business; when and how fast is the
-`Schedule`'s; recovering from a diverging step is the `DivergenceGuard`'s. A resumed run gets
-the same weights, optimizer, schedule, data position, hidden state and RNG, so on a CPU it ends
-exactly where an uninterrupted run would.
+`Schedule`'s; one step is stepping.py's; which checkpoint to trust is validating.py's;
+recovering from a diverging step is the `DivergenceGuard`'s. A resumed run gets the same weights,
+optimizer, schedule, data position, hidden state and RNG, so on a CPU it ends exactly where an
+uninterrupted run would.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -39,12 +39,9 @@ from .schedule import Progress, Schedule
 from .sizing import budget_text, choose_sizes
 from .stepping import train_step
 from .trainstate import capture, rank_state, restore
+from .validating import final_evaluation, run_evaluation, subsampled
 
 LN2 = math.log(2.0)
-# The end-of-run evaluation reads the whole validation split up to this many tokens: a 1 GB
-# corpus's 100M validation tokens would take minutes, and 4M already give a standard error
-# far below any difference worth ranking.
-FINAL_EVAL_TOKENS = 4_000_000
 
 __all__ = ["EventCallback", "TrainEvent", "TrainResult", "Trainer", "TrainingError"]
 
@@ -225,73 +222,6 @@ class Trainer:
                 state.update(world=self.group.world, ranks=ranks)
             self.run_dir.save(state, best=best)
 
-    def _run_eval(self, final: bool = False) -> None:
-        """Validate on the subsample (checkpoints are ranked on it); the final one also scores
-        the whole split, for the final weights and for best.pt."""
-        result = self.evaluate(self.config.eval_tokens)
-        self.eval_seconds += result.seconds
-        self.last_eval = self.progress
-        if not self.guard.healthy(result.loss):
-            self._recover(f"validation loss {result.loss:.3g} is far above uniform guessing")
-            return
-        val = result.loss
-        self.last_val_loss, self.last_val_stderr = val, result.stderr
-        improved = self.best_val_loss is None or val < self.best_val_loss
-        if improved:
-            self.best_val_loss, self.best_step, self.since_best = val, self.step, []
-            if self._subsampled(result.tokens):  # only then is best.pt scored again at the end
-                self._best_weights = copy.deepcopy(self.model.state_dict())
-        else:
-            self.since_best.append(val)
-            if self.config.open_ended:
-                self.plateau_scale *= 0.5
-        self._emit(
-            "eval",
-            val_loss=val,
-            val_bpc=self.bpc(val),
-            val_stderr=result.stderr,
-            eval_share=self.eval_seconds / max(1e-9, self.elapsed),
-            improved=improved,
-        )
-        self._save(best=improved)
-        self.guard.remember(self.model, self.optimizer)
-        if final and self._subsampled(result.tokens):
-            self._final_evaluation(improved)
-
-    def _subsampled(self, tokens_read: int) -> bool:
-        """Whether evaluations read less than the whole validation split."""
-        whole = len(self.corpus.val_ids) - 1 - self.config.batch_size  # the ragged tail is dropped
-        return self.config.eval_tokens is not None and tokens_read < whole
-
-    def _final_evaluation(self, final_is_best: bool) -> None:
-        whole, sampled = self.evaluate(FINAL_EVAL_TOKENS), self.last_val_loss
-        self.last_val_loss = whole.loss
-        best = whole.loss
-        if not final_is_best:  # best.pt is an earlier checkpoint: its weights, on the whole split
-            weights = self._best_weights
-            if weights is None and self.run_dir is not None:
-                weights = self.run_dir.best_weights()  # kept only on disk after a resume
-            weights = self.group.share(weights)  # only rank 0 has the run directory
-            if weights is None:
-                return
-            model = copy.deepcopy(self.model)
-            model.load_state_dict(weights)
-            streams, device = self.config.batch_size, self.device
-            val = self.corpus.val_ids
-            best = evaluate(model, val, streams, device, FINAL_EVAL_TOKENS, self.group).loss
-            if whole.loss < best:  # the whole split overrules the subsample's ranking
-                best, final_is_best = whole.loss, True
-                self.best_val_loss, self.best_step = sampled, self.step
-                self._save(best=True)
-        self.best_full_val_loss = best
-        self._emit(
-            "final", val_loss=whole.loss, val_bpc=self.bpc(whole.loss), improved=final_is_best
-        )
-        if self.run_dir is not None:
-            split = "whole" if not self._subsampled(whole.tokens) else f"{whole.tokens} tokens"
-            metrics = {"best_val_loss": best, "best_val_bpc": self.bpc(best), "split": split}
-            self.run_dir.update_best_metrics(metrics)
-
     def _sample(self) -> None:
         text = self.sampler(self.model, self.step)
         if self.run_dir is not None:
@@ -354,7 +284,7 @@ class Trainer:
                 )
                 window_loss, window_steps, window_start = 0.0, 0, now
             if self.schedule.eval_due(self.progress, self.last_eval):
-                self._run_eval()
+                run_evaluation(self)
                 # tokens/s measures training, not evaluation: start a fresh window
                 window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
             every = self.config.sample_every
@@ -364,9 +294,9 @@ class Trainer:
         if interrupted:
             self._save(best=False)
         elif self.last_eval is None or self.last_eval.step != self.step:
-            self._run_eval(final=True)
-        elif self.best_full_val_loss is None and self._subsampled(self.config.eval_tokens or 0):
-            self._final_evaluation(self.best_step == self.step)
+            run_evaluation(self, final=True)
+        elif self.best_full_val_loss is None and subsampled(self, self.config.eval_tokens or 0):
+            final_evaluation(self, self.best_step == self.step)
         self.elapsed_before, self._started = self.elapsed, None
         self._emit("end", message=stop_reason)
         best = (

@@ -1,0 +1,94 @@
+"""Validation during a run and at its end: which checkpoint to trust.
+
+While training, evaluations read a fixed subsample of the validation split (`--eval-tokens`),
+enough to rank checkpoints at a small share of the budget; best.pt follows that ranking. The last
+evaluation scores the whole split (up to FINAL_EVAL_TOKENS) for the final weights and for best.pt,
+and the whole split overrules the subsample: if the final weights score lower, they become best.pt.
+The loop that calls these is trainer.py's.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+from .evaluation import evaluate
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+# The end-of-run evaluation reads the whole validation split up to this many tokens: a 1 GB
+# corpus's 100M validation tokens would take minutes, and 4M already give a standard error
+# far below any difference worth ranking.
+FINAL_EVAL_TOKENS = 4_000_000
+
+
+def run_evaluation(trainer: Trainer, final: bool = False) -> None:
+    """Validate on the subsample, rank and save the checkpoint; a final evaluation also scores
+    the whole split for the final weights and for best.pt."""
+    result = trainer.evaluate(trainer.config.eval_tokens)
+    trainer.eval_seconds += result.seconds
+    trainer.last_eval = trainer.progress
+    if not trainer.guard.healthy(result.loss):
+        trainer._recover(f"validation loss {result.loss:.3g} is far above uniform guessing")
+        return
+    val = result.loss
+    trainer.last_val_loss, trainer.last_val_stderr = val, result.stderr
+    improved = trainer.best_val_loss is None or val < trainer.best_val_loss
+    if improved:
+        trainer.best_val_loss, trainer.best_step, trainer.since_best = val, trainer.step, []
+        if subsampled(trainer, result.tokens):  # only then is best.pt scored again at the end
+            trainer._best_weights = copy.deepcopy(trainer.model.state_dict())
+    else:
+        trainer.since_best.append(val)
+        if trainer.config.open_ended:
+            trainer.plateau_scale *= 0.5
+    trainer._emit(
+        "eval",
+        val_loss=val,
+        val_bpc=trainer.bpc(val),
+        val_stderr=result.stderr,
+        eval_share=trainer.eval_seconds / max(1e-9, trainer.elapsed),
+        improved=improved,
+    )
+    trainer._save(best=improved)
+    trainer.guard.remember(trainer.model, trainer.optimizer)
+    if final and subsampled(trainer, result.tokens):
+        final_evaluation(trainer, improved)
+
+
+def subsampled(trainer: Trainer, tokens_read: int) -> bool:
+    """Whether an evaluation that read `tokens_read` tokens saw less than the whole split."""
+    whole = len(trainer.corpus.val_ids) - 1 - trainer.config.batch_size  # ragged tail dropped
+    return trainer.config.eval_tokens is not None and tokens_read < whole
+
+
+def final_evaluation(trainer: Trainer, final_is_best: bool) -> None:
+    """Score the final weights and best.pt on the whole split; the lower one is best.pt."""
+    whole, sampled = trainer.evaluate(FINAL_EVAL_TOKENS), trainer.last_val_loss
+    trainer.last_val_loss = whole.loss
+    best = whole.loss
+    if not final_is_best:  # best.pt is an earlier checkpoint: its weights, on the whole split
+        weights = trainer._best_weights
+        if weights is None and trainer.run_dir is not None:
+            weights = trainer.run_dir.best_weights()  # kept only on disk after a resume
+        weights = trainer.group.share(weights)  # only rank 0 has the run directory
+        if weights is None:
+            return
+        model = copy.deepcopy(trainer.model)
+        model.load_state_dict(weights)
+        streams, device = trainer.config.batch_size, trainer.device
+        val = trainer.corpus.val_ids
+        best = evaluate(model, val, streams, device, FINAL_EVAL_TOKENS, trainer.group).loss
+        if whole.loss < best:  # the whole split overrules the subsample's ranking
+            best, final_is_best = whole.loss, True
+            trainer.best_val_loss, trainer.best_step = sampled, trainer.step
+            trainer._save(best=True)
+    trainer.best_full_val_loss = best
+    trainer._emit(
+        "final", val_loss=whole.loss, val_bpc=trainer.bpc(whole.loss), improved=final_is_best
+    )
+    if trainer.run_dir is not None:
+        split = "whole" if not subsampled(trainer, whole.tokens) else f"{whole.tokens} tokens"
+        metrics = {"best_val_loss": best, "best_val_bpc": trainer.bpc(best), "split": split}
+        trainer.run_dir.update_best_metrics(metrics)
