@@ -126,6 +126,7 @@ class Trainer:
         self.history: list[dict] = []
         self.warnings: list[str] = []  # said once the run starts
         self.eval_seconds = 0.0
+        self.last_eval_seconds = 0.0  # rank 0's, so that every rank evaluates at the same step
         self.last_val_stderr: float | None = None
         self.since_best: list[float] = []  # validation losses after the best one
         self.best_full_val_loss: float | None = None  # best.pt on the whole split, at the end
@@ -283,7 +284,7 @@ class Trainer:
                     tokens_per_sec=tokens / max(1e-9, now - window_start),
                 )
                 window_loss, window_steps, window_start = 0.0, 0, now
-            if self.schedule.eval_due(self.progress, self.last_eval):
+            if self.schedule.eval_due(self.progress, self.last_eval, self.last_eval_seconds):
                 run_evaluation(self)
                 # tokens/s measures training, not evaluation: start a fresh window
                 window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()

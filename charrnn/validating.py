@@ -28,6 +28,7 @@ def run_evaluation(trainer: Trainer, final: bool = False) -> None:
     the whole split for the final weights and for best.pt."""
     result = trainer.evaluate(trainer.config.eval_tokens)
     trainer.eval_seconds += result.seconds
+    trainer.last_eval_seconds = trainer.group.share(result.seconds)
     trainer.last_eval = trainer.progress
     if not trainer.guard.healthy(result.loss):
         trainer._recover(f"validation loss {result.loss:.3g} is far above uniform guessing")
