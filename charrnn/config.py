@@ -159,6 +159,13 @@ class ModelConfig:
 
     def parameters(self) -> int:
         """How many weights the model will have (computed, nothing allocated)."""
+        decoder = 0 if self.tie_weights else self.hidden * self.vocab_size
+        return (
+            self.vocab_size * self.embed + self.recurrent_parameters() + decoder + self.vocab_size
+        )
+
+    def recurrent_parameters(self) -> int:
+        """The weights of the recurrent layers alone (no embedding, no decoder)."""
         gates = {"lstm": 4, "gru": 3, "lstm-peephole": 4, "gru-simple": 2, "mingru": 2}
         rows = gates.get(self.cell, 1) * self.hidden
         recurrent = 0
@@ -168,8 +175,7 @@ class ModelConfig:
                 recurrent += rows * (self.hidden + 1)
             if self.cell == "lstm-peephole":
                 recurrent += 3 * self.hidden
-        decoder = 0 if self.tie_weights else self.hidden * self.vocab_size
-        return self.vocab_size * self.embed + recurrent + decoder + self.vocab_size
+        return recurrent
 
 
 @dataclass

@@ -7,8 +7,10 @@ round's hand-made table encoded on a 2-core CPU, refitted to 2-minute runs in bf
 
 - take the largest shape that still sees `TOKENS_PER_WEIGHT` training tokens per weight: bigger
   models learn more per token, but below about two tokens per weight they have not learnt it yet;
-- and no larger than `WEIGHTS_PER_CORPUS_TOKEN` weights per training token of the corpus, so a
-  small corpus is not memorised by a big model over dozens of epochs;
+- and with no more than `RECURRENT_WEIGHTS_PER_CORPUS_TOKEN` recurrent weights per training token
+  of the corpus, so a small corpus is not memorised by a big model over dozens of epochs (the
+  embedding and decoder are left out: a 5,000-character Chinese vocabulary is not capacity to
+  memorise with);
 - dropout rises with the epochs planned, the learning rate falls with the width.
 
 Explicit sizes always win: only the ones left as None are chosen, among shapes that honour the
@@ -33,7 +35,10 @@ from .model import RNNLanguageModel, sequence_loss
 # 2x256 seeing 7 (1.4534 vs 1.4761/1.4682) and 2x512 seeing 0.7 ended 0.02 above (1.4760): the
 # first round's 3.5, set in fp32, kept models too small once bf16 made the larger ones cheap.
 TOKENS_PER_WEIGHT = 1.8
-WEIGHTS_PER_CORPUS_TOKEN = 6.0
+# At 10 minutes in bf16 on tinyshakespeare (1.0M training tokens) 2x512 (3.3M recurrent weights,
+# 10.6 epochs) ended 0.011 nats above 2x384 (1.9M, 16 epochs; 1.4290 vs 1.4177 twice): past about
+# three recurrent weights per corpus token a larger model memorises more than it learns.
+RECURRENT_WEIGHTS_PER_CORPUS_TOKEN = 3.0
 MEASURE_SHARE = 0.03  # of a time budget, spent measuring candidates
 EVAL_SHARE = 0.05  # of a time budget, spent evaluating (trainer.py keeps it below this)
 HIDDEN_LADDER = (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
@@ -49,6 +54,7 @@ class Candidate:
     layers: int
     hidden: int
     parameters: int
+    recurrent: int  # weights of the recurrent layers (the corpus cap counts these)
     tokens_per_second: float | None = None  # None when the budget states its tokens
     estimated: bool = False  # scaled from the shape before, not timed
 
@@ -66,6 +72,7 @@ class SizePlan:
     limited_by: str  # "time" (tokens per weight), "corpus" (weights per corpus token), "ladder"
     measured: int = 0  # how many shapes were timed
     measuring_seconds: float = 0.0
+    recurrent: int = 0  # weights of the recurrent layers
 
     def describe(self, cell: str, budget: str) -> str:
         """One line for the start panel: the choice and why."""
@@ -74,7 +81,8 @@ class SizePlan:
         why = {
             "time": f"the largest of {self.measured or 'the'} shapes timed here that sees "
             f">= {TOKENS_PER_WEIGHT:g} tokens per weight",
-            "corpus": f"capped at {WEIGHTS_PER_CORPUS_TOKEN:g} weights per corpus token",
+            "corpus": f"capped at {RECURRENT_WEIGHTS_PER_CORPUS_TOKEN:g} recurrent weights per "
+            "corpus token",
             "ladder": "the largest shape" + (" timed" if self.measured else "") + " that was tried",
         }[self.limited_by]
         return (
@@ -143,11 +151,11 @@ def plan_size(
     `corpus_tokens` training tokens. Pure: the same inputs always give the same plan."""
     if not candidates:
         raise ValueError("plan_size needs at least one candidate shape")
-    corpus_cap = WEIGHTS_PER_CORPUS_TOKEN * max(1, corpus_tokens)
+    corpus_cap = RECURRENT_WEIGHTS_PER_CORPUS_TOKEN * max(1, corpus_tokens)
     ordered = sorted(candidates, key=lambda c: c.parameters)
     chosen, limited_by = ordered[0], "ladder"
     for candidate in ordered:
-        if candidate.parameters > corpus_cap:
+        if candidate.recurrent > corpus_cap:
             limited_by = "corpus"
             break
         if budget_tokens(candidate, seconds, tokens) < TOKENS_PER_WEIGHT * candidate.parameters:
@@ -162,6 +170,7 @@ def plan_size(
         dropout=dropout_for(epochs),
         lr=lr_for(chosen.hidden),
         parameters=chosen.parameters,
+        recurrent=chosen.recurrent,
         tokens=bought,
         epochs=epochs,
         tokens_per_second=chosen.tokens_per_second,
@@ -241,21 +250,24 @@ def measure_and_plan(
     candidates: list[Candidate] = []
     for shape in shapes:
         layers, hidden, parameters = shape.layers, shape.hidden, shape.parameters()
+        recurrent = shape.recurrent_parameters()
         if seconds is None:
-            candidates.append(Candidate(layers, hidden, parameters))
+            candidates.append(Candidate(layers, hidden, parameters, recurrent))
             continue
         if candidates and time.perf_counter() - clock >= allowed:
             # out of measuring time: weights x tokens/s is about constant from one shape to the
             # next (within 20% from 2x128 to 2x512 on a CPU), so the last speed scales down
             last = candidates[-1]
             speed = last.tokens_per_second * last.parameters / parameters
-            candidates.append(Candidate(layers, hidden, parameters, speed, estimated=True))
+            candidates.append(
+                Candidate(layers, hidden, parameters, recurrent, speed, estimated=True)
+            )
         else:
             limit = min(0.2, max(0.02, allowed / 8))
             speed = processes * timer(shape, batch, bptt, device, limit, precision)
-            candidates.append(Candidate(layers, hidden, parameters, speed))
+            candidates.append(Candidate(layers, hidden, parameters, recurrent, speed))
         bought = budget_tokens(candidates[-1], seconds, stated)
-        if parameters > WEIGHTS_PER_CORPUS_TOKEN * corpus_tokens:
+        if recurrent > RECURRENT_WEIGHTS_PER_CORPUS_TOKEN * corpus_tokens:
             break
         if bought < TOKENS_PER_WEIGHT * parameters:
             break
