@@ -8,7 +8,7 @@ from click.testing import CliRunner
 import charrnn
 from charrnn.chat import ChatSession
 from charrnn.cli import cli
-from charrnn.config import ModelConfig, SampleConfig, TrainConfig
+from charrnn.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
 
 
 def chat(run_dir, text, *options):
@@ -96,16 +96,18 @@ def test_user_text_is_not_markup(trained_run):
 
 @pytest.fixture(scope="module")
 def chatty_run(tmp_path_factory):
-    """A model trained on text with almost no newlines, so replies run long."""
+    """A model trained on text with no newline and no <eos>, so a reply runs until Ctrl-C (with
+    one newline in the corpus a reply sometimes ended before the Ctrl-C arrived)."""
     root = tmp_path_factory.mktemp("chatty")
     corpus = root / "long.txt"
-    corpus.write_text("the cat sat on the mat and the dog sat on the log " * 300 + "\n")
+    corpus.write_text("the cat sat on the mat and the dog sat on the log " * 300)
     import os
 
     os.environ["CHARRNN_DATA"] = str(root / "data")
     result = charrnn.train(
         [corpus],
         run_dir=root / "run",
+        data_config=DataConfig(eos="none"),
         model_config=ModelConfig(hidden=16, embed=8, layers=1),
         train_config=TrainConfig(
             max_steps=150, batch_size=4, bptt=16, lr=1e-2, warmup=0, eval_every=1000, max_time=None
