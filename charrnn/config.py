@@ -168,14 +168,11 @@ class ModelConfig:
         """The weights of the recurrent layers alone (no embedding, no decoder)."""
         gates = {"lstm": 4, "gru": 3, "lstm-peephole": 4, "gru-simple": 2, "mingru": 2}
         rows = gates.get(self.cell, 1) * self.hidden
-        recurrent = 0
-        for layer in range(self.layers):
-            recurrent += rows * ((self.embed if layer == 0 else self.hidden) + 1)
-            if self.cell != "mingru":  # minGRU's gates see the input alone
-                recurrent += rows * (self.hidden + 1)
-            if self.cell == "lstm-peephole":
-                recurrent += 3 * self.hidden
-        return recurrent
+        inputs = rows * (self.embed + 1 + (self.layers - 1) * (self.hidden + 1))  # all layers
+        # minGRU's gates see the input alone; the peephole LSTM adds three vectors per layer
+        state = 0 if self.cell == "mingru" else rows * (self.hidden + 1)
+        peepholes = 3 * self.hidden if self.cell == "lstm-peephole" else 0
+        return inputs + self.layers * (state + peepholes)
 
 
 @dataclass
