@@ -141,6 +141,17 @@ def budget_tokens(candidate: Candidate, seconds: float | None, tokens: float | N
     return min(bought)
 
 
+def limit_reached(
+    candidate: Candidate, corpus_tokens: int, seconds: float | None, tokens: float | None
+) -> str | None:
+    """Why `candidate` is too big ("corpus" or "time"), or None when the budget can train it."""
+    if candidate.recurrent > RECURRENT_WEIGHTS_PER_CORPUS_TOKEN * max(1, corpus_tokens):
+        return "corpus"
+    if budget_tokens(candidate, seconds, tokens) < TOKENS_PER_WEIGHT * candidate.parameters:
+        return "time"
+    return None
+
+
 def plan_size(
     candidates: Sequence[Candidate],
     corpus_tokens: int,
@@ -151,15 +162,11 @@ def plan_size(
     `corpus_tokens` training tokens. Pure: the same inputs always give the same plan."""
     if not candidates:
         raise ValueError("plan_size needs at least one candidate shape")
-    corpus_cap = RECURRENT_WEIGHTS_PER_CORPUS_TOKEN * max(1, corpus_tokens)
     ordered = sorted(candidates, key=lambda c: c.parameters)
     chosen, limited_by = ordered[0], "ladder"
     for candidate in ordered:
-        if candidate.recurrent > corpus_cap:
-            limited_by = "corpus"
-            break
-        if budget_tokens(candidate, seconds, tokens) < TOKENS_PER_WEIGHT * candidate.parameters:
-            limited_by = "time"
+        if reason := limit_reached(candidate, corpus_tokens, seconds, tokens):
+            limited_by = reason
             break
         chosen = candidate
     bought = budget_tokens(chosen, seconds, tokens)
@@ -266,11 +273,8 @@ def measure_and_plan(
             limit = min(0.2, max(0.02, allowed / 8))
             speed = processes * timer(shape, batch, bptt, device, limit, precision)
             candidates.append(Candidate(layers, hidden, parameters, recurrent, speed))
-        bought = budget_tokens(candidates[-1], seconds, stated)
-        if recurrent > RECURRENT_WEIGHTS_PER_CORPUS_TOKEN * corpus_tokens:
-            break
-        if bought < TOKENS_PER_WEIGHT * parameters:
-            break
+        if limit_reached(candidates[-1], corpus_tokens, seconds, stated):
+            break  # larger shapes would be too big as well: no need to time them
     gc.collect()  # the timed models, freed now: left around they slowed training by up to 25%
     plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
     return dataclasses.replace(plan, measuring_seconds=time.perf_counter() - started)
