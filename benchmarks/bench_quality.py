@@ -174,6 +174,8 @@ def run_charrnn(corpus: Path, budget_text: str, extra: list[str], workdir: Path)
         "final_val_loss": finals[-1]["val_loss"] if finals else evals[-1]["val_loss"],
         "val_bpc": best["best_val_bpc"] if whole else min(r["val_bpc"] for r in evals),
         "eval_share": evals[-1].get("eval_share"),
+        # with dropout on: far below val_loss means the model is past what the corpus supports
+        "last_train_loss": [r["train_loss"] for r in records if r["kind"] == "log"][-1],
         "tokens": records[-1]["tokens"],
         "steps": records[-1]["step"],
         "wall_seconds": wall,
