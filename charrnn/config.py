@@ -188,7 +188,7 @@ class TrainConfig:
     bptt: int | None = None
     lr: float | None = None
     optimizer: str = "adamw"
-    weight_decay: float = 0.0
+    weight_decay: float | None = None  # None: AdamW's planned from the epochs (sizing.py)
     clip: float = 1.0
     epochs: float | None = None
     max_steps: int | None = None
@@ -211,8 +211,8 @@ class TrainConfig:
         """`resolved=False` checks what is given before sizes left as None are planned."""
         _choice("--optimizer", self.optimizer, OPTIMIZERS)
         _check(
-            not resolved or None not in (self.batch_size, self.bptt, self.lr),
-            "batch_size, bptt and lr left as None must be resolved first (resolve_sizes)",
+            not resolved or None not in (self.batch_size, self.bptt, self.lr, self.weight_decay),
+            "batch_size, bptt, lr and weight_decay left as None must be resolved first",
         )
         _choice("--device", self.device, DEVICES)
         _between("--batch-size", self.batch_size, 1, MAX_UNITS, optional=not resolved)
@@ -222,7 +222,7 @@ class TrainConfig:
             or (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0),
             f"--lr must be a positive number (got {self.lr})",
         )
-        _between("--weight-decay", self.weight_decay, 0.0, 1e6)
+        _between("--weight-decay", self.weight_decay, 0.0, 1e6, optional=not resolved)
         _between("--clip", self.clip, 0.0, 1e12)
         _between("--epochs", self.epochs, 1e-9, 1e9, optional=True)
         _between("--max-steps", self.max_steps, 1, 1e15, optional=True)
@@ -285,7 +285,7 @@ class SampleConfig:
 # what sizing.py picks for the default ten-minute run on tinyshakespeare on a 2-core CPU.
 # Training plans its sizes from measured speed, budget and corpus instead (sizing.py).
 DEFAULT_SIZES: dict[str, Any] = dict(
-    layers=2, hidden=384, embed=64, dropout=0.1, batch_size=32, bptt=64, lr=3e-3
+    layers=2, hidden=384, embed=64, dropout=0.2, weight_decay=0.1, batch_size=32, bptt=64, lr=3e-3
 )
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cells import SHAPES as CUSTOM
-from .cells import CustomRNN, mingru_step
+from .cells import CustomRNN, locked_dropout, mingru_step
 from .config import ModelConfig, TrainConfig, resolve_sizes
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -33,24 +33,18 @@ class RNNLanguageModel(nn.Module):
         self.config = config.validate()
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)
-        between = c.dropout if c.layers > 1 else 0.0
+        # dropout between the fused module's layers is applied by forward() (locked masks)
         if c.cell == "lstm":
-            self.rnn = nn.LSTM(c.embed, c.hidden, c.layers, batch_first=True, dropout=between)
+            self.rnn = nn.LSTM(c.embed, c.hidden, c.layers, batch_first=True)
         elif c.cell == "gru":
-            self.rnn = nn.GRU(c.embed, c.hidden, c.layers, batch_first=True, dropout=between)
+            self.rnn = nn.GRU(c.embed, c.hidden, c.layers, batch_first=True)
         elif c.cell in CUSTOM:
-            self.rnn = CustomRNN(c.cell, c.embed, c.hidden, c.layers, between)
+            self.rnn = CustomRNN(c.cell, c.embed, c.hidden, c.layers, c.dropout)
         else:
             nonlinearity = "relu" if c.cell == "rnn-relu" else "tanh"
             self.rnn = nn.RNN(
-                c.embed,
-                c.hidden,
-                c.layers,
-                nonlinearity=nonlinearity,
-                batch_first=True,
-                dropout=between,
+                c.embed, c.hidden, c.layers, nonlinearity=nonlinearity, batch_first=True
             )
-        self.dropout = nn.Dropout(c.dropout)
         self.decoder = nn.Linear(c.hidden, c.vocab_size)
         if c.tie_weights:
             self.decoder.weight = self.embedding.weight
@@ -86,14 +80,45 @@ class RNNLanguageModel(nn.Module):
         self, ids: torch.Tensor, hidden: Hidden | None = None
     ) -> tuple[torch.Tensor, Hidden]:
         """ids (B, T) -> logits (B, T, V) and the hidden state after the last step."""
-        embedded = self.dropout(self.embedding(ids))
-        output, hidden = self.rnn(embedded, hidden)
-        return self.decoder(self.dropout(output)), hidden
+        p, training = self.config.dropout, self.training
+        embedded = locked_dropout(self.embedding(ids), p, training)
+        if training and p > 0 and self.config.layers > 1 and self.config.cell in FUSED:
+            output, hidden = self._layer_by_layer(embedded, hidden)
+        else:
+            output, hidden = self.rnn(embedded, hidden)
+        return self.decoder(locked_dropout(output, p, training)), hidden
+
+    def _layer_by_layer(
+        self, x: torch.Tensor, hidden: Hidden | None
+    ) -> tuple[torch.Tensor, Hidden]:
+        """The fused module's computation one layer at a time (the same fused kernel), with a
+        locked dropout mask between layers, which the module itself cannot apply."""
+        c = self.config
+        hidden = hidden if hidden is not None else self.init_hidden(x.size(0), x.device)
+        paired = c.cell in PAIRED
+        finals: list = []
+        for layer in range(c.layers):
+            if layer > 0:
+                x = locked_dropout(x, c.dropout, True)
+            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in FUSED_WEIGHTS]
+            if paired:
+                state = (hidden[0][layer : layer + 1], hidden[1][layer : layer + 1])
+                x, h, cell = torch.lstm(x, state, weights, True, 1, 0.0, True, False, True)
+                finals.append((h, cell))
+            else:
+                x, h = FUSED[c.cell](x, hidden[layer : layer + 1], weights, True, 1, 0.0, True,
+                                     False, True)  # fmt: skip
+                finals.append(h)
+        if paired:
+            return x, (torch.cat([h for h, _ in finals]), torch.cat([s for _, s in finals]))
+        return x, torch.cat(finals)
 
     def stepper(self) -> SingleStep:
         return SingleStep(self)
 
 
+FUSED = {"lstm": torch.lstm, "gru": torch.gru, "rnn": torch.rnn_tanh, "rnn-relu": torch.rnn_relu}
+FUSED_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # one layer's, in _VF's order
 GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1, **{k: v[0] for k, v in CUSTOM.items()}}
 PAIRED = ("lstm", "lstm-peephole")  # cells whose state is (h, c)
 

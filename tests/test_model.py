@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from charrnn.cells import locked_dropout
 from charrnn.config import ModelConfig
 from charrnn.errors import ConfigError
 from charrnn.model import RNNLanguageModel
@@ -58,3 +59,36 @@ def test_expected_shapes_match_the_built_model(cell, tie):
     config.dropout = 0.0
     built = {k: tuple(v.shape) for k, v in RNNLanguageModel(config).state_dict().items()}
     assert expected_shapes(config) == built
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
+def test_layer_by_layer_training_path_is_the_fused_module(cell):
+    """With dropout the fused module runs one layer at a time (masks between layers); without
+    masks that must be the very same computation."""
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=20, hidden=16, layers=3, embed=8, dropout=0.0, cell=cell)
+    model = RNNLanguageModel(config)
+    x = model.embedding(torch.randint(0, 20, (3, 7)))
+    hidden = model.init_hidden(3)
+    hidden = tuple(h.normal_() for h in hidden) if isinstance(hidden, tuple) else hidden.normal_()
+    fused, fused_state = model.rnn(x, hidden)
+    layered, layered_state = model._layer_by_layer(x, hidden)
+    assert torch.allclose(fused, layered, atol=1e-6)
+    if cell == "lstm":
+        fused_state, layered_state = torch.cat(fused_state), torch.cat(layered_state)
+    assert torch.allclose(fused_state, layered_state, atol=1e-6)
+
+
+def test_dropout_keeps_one_mask_per_sequence_over_its_time_steps():
+    x = torch.ones(4, 50, 32)
+    dropped = locked_dropout(x, 0.5, training=True)
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # the same at every step
+    assert set(dropped.unique().tolist()) == {0.0, 2.0}  # kept units scaled by 1 / (1 - p)
+    assert not torch.equal(dropped[0], dropped[1])  # each sequence its own mask
+    assert torch.equal(locked_dropout(x, 0.5, training=False), x)
+    # in training, a model with dropout gives the same logits at steps that see the same input
+    model = RNNLanguageModel(ModelConfig(vocab_size=5, hidden=8, layers=2, embed=4, dropout=0.5))
+    model.train()
+    torch.manual_seed(1)
+    logits, _ = model(torch.zeros(2, 6, dtype=torch.long), model.init_hidden(2))
+    assert logits.shape == (2, 6, 5) and torch.isfinite(logits).all()

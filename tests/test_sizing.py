@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
@@ -122,7 +123,8 @@ def test_explicit_sizes_win_and_narrow_the_candidates():
     assert all(hidden == 300 for _, hidden in ladder(None, 300))
     cpu = torch.device("cpu")
     given = ModelConfig(vocab_size=30, layers=1, hidden=16, embed=8, dropout=0.0)
-    model, train, plan = choose_sizes(given, resolve_budget(TrainConfig(max_steps=5)), 1000, cpu)
+    stated = resolve_budget(TrainConfig(max_steps=5, weight_decay=0.0))
+    model, train, plan = choose_sizes(given, stated, 1000, cpu)
     assert plan is None and (model.layers, model.hidden, model.embed) == (1, 16, 8)
     assert (train.batch_size, train.bptt, train.lr) == (32, 64, 3e-3)
     deep = ModelConfig(vocab_size=30, layers=3, hidden=None, embed=8)
@@ -130,6 +132,25 @@ def test_explicit_sizes_win_and_narrow_the_candidates():
         deep, resolve_budget(TrainConfig(max_steps=5, lr=1e-4)), 1000, cpu
     )
     assert plan is not None and model.layers == 3 and train.lr == 1e-4
+
+
+def test_weight_decay_follows_the_epochs_planned_and_only_adamw_gets_it_unasked():
+    cpu = candidates(CPU_SPEEDS)
+    two, ten = (plan_size(cpu, SHAKESPEARE_TOKENS, seconds=s) for s in (120, 600))
+    assert (two.weight_decay, ten.weight_decay) == (0.0, 0.1)
+    device = torch.device("cpu")
+    given = ModelConfig(vocab_size=30, layers=1, hidden=16, embed=8, dropout=0.0)
+    many = resolve_budget(TrainConfig(epochs=20))
+    model, train, plan = choose_sizes(given, many, 1000, device)
+    assert train.weight_decay == 0.1 and (plan.layers, plan.hidden) == (1, 16)
+    assert plan.dropout == 0.0 and "dropout 0, weight decay 0.1" in plan.describe("lstm", "20 ep")
+    few = resolve_budget(TrainConfig(epochs=2))
+    assert choose_sizes(given, few, 1000, device)[1].weight_decay == 0.0
+    # Adam and SGD add the decay to the gradient, where 0.1 would swamp it: none unless asked
+    _, train, plan = choose_sizes(given, dataclasses.replace(many, optimizer="adam"), 1000, device)
+    assert train.weight_decay == 0.0 and plan is None
+    _, train, plan = choose_sizes(given, dataclasses.replace(many, weight_decay=0.01), 1000, device)
+    assert train.weight_decay == 0.01 and plan is None
 
 
 def test_a_timed_run_measures_on_this_device_and_explains_its_choice(tmp_path):

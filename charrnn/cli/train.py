@@ -78,7 +78,11 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
 @click.option("--bptt", type=int, help="Steps per truncated-BPTT chunk (T).")
 @click.option("--lr", type=float, help="Peak learning rate.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer (default adamw).")
-@click.option("--weight-decay", type=float, help="Weight decay (default 0).")
+@click.option(
+    "--weight-decay",
+    type=float,
+    help="Weight decay (default: with adamw, 0.1 for runs planned at 8+ epochs, else 0).",
+)
 @click.option(
     "--clip", type=float, help="Clip the global gradient norm to this (0: off; default 1)."
 )
