@@ -16,7 +16,7 @@ def main() -> None:
         return
     # A rank under torchrun leaves without interpreter finalization: after the process group is
     # destroyed, gloo's C++ threads can still be torn down unjoined during finalization, and
-    # std::terminate then aborts the rank (1 run in 20 here), failing a run that had finished.
+    # std::terminate then aborts the rank (2 of 28 runs here), failing a run that had finished.
     try:
         cli(prog_name="charrnn")
         code = 0
