@@ -285,7 +285,7 @@ class SampleConfig:
 # what sizing.py picks for the default ten-minute run on tinyshakespeare on a 2-core CPU.
 # Training plans its sizes from measured speed, budget and corpus instead (sizing.py).
 DEFAULT_SIZES: dict[str, Any] = dict(
-    layers=2, hidden=384, embed=64, dropout=0.2, weight_decay=0.1, batch_size=32, bptt=64, lr=3e-3
+    layers=2, hidden=384, embed=64, dropout=0.2, weight_decay=0.1, batch_size=16, bptt=64, lr=3e-3
 )
 
 

@@ -11,7 +11,7 @@ round's hand-made table encoded on a 2-core CPU, refitted to 2-minute runs in bf
   of the corpus, so a small corpus is not memorised by a big model over dozens of epochs (the
   embedding and decoder are left out: a 5,000-character Chinese vocabulary is not capacity to
   memorise with);
-- dropout rises with the epochs planned, the learning rate falls with the width.
+- dropout and weight decay rise with the epochs planned, the learning rate falls with the width.
 
 Explicit sizes always win: only the ones left as None are chosen, among shapes that honour the
 ones given. A step or epoch budget needs no measuring: it states its tokens.
@@ -34,7 +34,9 @@ from .model import RNNLanguageModel, sequence_loss
 # At 2 minutes on this CPU in bf16, 2x384 LSTM seeing 1.9 tokens per weight ended 0.02 nats below
 # 2x256 seeing 7 (1.4534 vs 1.4761/1.4682) and 2x512 seeing 0.7 ended 0.02 above (1.4760): the
 # first round's 3.5, set in fp32, kept models too small once bf16 made the larger ones cheap.
-TOKENS_PER_WEIGHT = 1.8
+# With batches of 16 (more steps for the same tokens) 2x384 seeing 2.1 ended 0.037 below 2x256
+# seeing 7.9 (1.4301 vs 1.4674), so the line sits below 2.1 with room for a slower machine.
+TOKENS_PER_WEIGHT = 1.5
 # At 10 minutes in bf16 on tinyshakespeare (1.0M training tokens) 2x512 (3.3M recurrent weights,
 # 10.6 epochs) ended 0.011 nats above 2x384 (1.9M, 16 epochs; 1.4290 vs 1.4177 twice): past about
 # three recurrent weights per corpus token a larger model memorises more than it learns.
@@ -42,12 +44,18 @@ RECURRENT_WEIGHTS_PER_CORPUS_TOKEN = 3.0
 MEASURE_SHARE = 0.03  # of a time budget, spent measuring candidates
 EVAL_SHARE = 0.05  # of a time budget, spent evaluating (trainer.py keeps it below this)
 HIDDEN_LADDER = (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
-# below 8 epochs dropout costs more than it gives: at 2 minutes (2x384, bf16, 4 epochs) dropout 0.1,
-# its masks kept over each sequence (no cost in speed), ended 0.031 nats worse than none
-DROPOUT_BY_EPOCHS = ((8, 0.0), (15, 0.1), (40, 0.2), (float("inf"), 0.3))  # (epochs below, p)
-# AdamW's decoupled weight decay, by epochs planned: at 10 minutes (2x384, 16 epochs, dropout 0.2)
-# 0.1 ended 0.022 nats below none (1.3957 vs 1.4177); at 2 minutes (4 epochs) it cost 0.007
-DECAY_BY_EPOCHS = ((8, 0.0), (float("inf"), 0.1))
+# Dropout and AdamW's decoupled weight decay by epochs planned, (epochs, value) points joined by
+# straight lines (flat beyond the ends). Lines, not steps: the epochs come from a speed measured
+# in seconds: twice in round 7 (BENCHMARKS.md) a timing a third low planned under 15 epochs for
+# runs that then trained 20 and 24, and the step at 15 gave them half the dropout.
+# Below 8 epochs dropout costs more than it gives: at 2 minutes (2x384, bf16, 4 epochs) dropout 0.1,
+# its masks kept over each sequence (no cost in speed), ended 0.031 nats worse than none; at 16
+# epochs (10 minutes) 0.2 ended 0.009 below 0.1 and 0.048 below 0.3; 0.3 for long runs is the first
+# round's table.
+DROPOUT_BY_EPOCHS = ((8, 0.0), (16, 0.2), (40, 0.2), (80, 0.3))
+# At 10 minutes (2x384, 16 epochs, dropout 0.2) weight decay 0.1 ended 0.022 nats below none
+# (1.3957 vs 1.4177); at 2 minutes (4 epochs) it cost 0.007
+DECAY_BY_EPOCHS = ((6, 0.0), (10, 0.1))
 BPTT = 64
 EMBED = 64
 
@@ -125,12 +133,24 @@ def ladder(layers: int | None, hidden: int | None) -> list[tuple[int, int]]:
     return sorted(shapes + [(3, 512)], key=lambda s: (s[1], s[0]))
 
 
+def _along(points: Sequence[tuple[float, float]], epochs: float) -> float:
+    """The value at `epochs` on the lines joining `points` (sorted by epochs), to 2 decimals."""
+    (first, value), *rest = points
+    if epochs <= first:
+        return value
+    for end, reached in rest:
+        if epochs < end:
+            return round(value + (reached - value) * (epochs - first) / (end - first), 2)
+        first, value = end, reached
+    return value
+
+
 def dropout_for(epochs: float) -> float:
-    return next(p for limit, p in DROPOUT_BY_EPOCHS if epochs < limit)
+    return _along(DROPOUT_BY_EPOCHS, epochs)
 
 
 def weight_decay_for(epochs: float) -> float:
-    return next(decay for limit, decay in DECAY_BY_EPOCHS if epochs < limit)
+    return _along(DECAY_BY_EPOCHS, epochs)
 
 
 def lr_for(hidden: int) -> float:
@@ -279,7 +299,10 @@ def measure_and_plan(
                 Candidate(layers, hidden, parameters, recurrent, speed, estimated=True)
             )
         else:
-            limit = min(0.2, max(0.02, allowed / 8))
+            # up to a second each: five 10-minute plans on an idle machine timed 2x384 at 36.8K
+            # to 44.8K tokens/s in 0.2 s, at 42.3K to 45.9K in 1 s; the epochs planned (and so
+            # dropout and weight decay) follow the speed
+            limit = min(1.0, max(0.02, allowed / 12))
             speed = processes * timer(shape, batch, bptt, device, limit, precision)
             candidates.append(Candidate(layers, hidden, parameters, recurrent, speed))
         if limit_reached(candidates[-1], corpus_tokens, seconds, stated):
@@ -291,7 +314,9 @@ def measure_and_plan(
 
 def default_batch(device: torch.device) -> int:
     """A GPU needs wide batches to be busy; a CPU learns more per second from small ones."""
-    return 32 if device.type == "cpu" else 128
+    # 2x384 LSTM in bf16 here: batches of 16 train 85% of the tokens/s of 32 (8: 48%) and take
+    # twice the steps; they ended 0.010 nats lower at 10 minutes (1.3829 vs 1.3928) and 0.017 at 2
+    return 16 if device.type == "cpu" else 128
 
 
 def choose_sizes(
