@@ -21,6 +21,15 @@ from .distributed import Group
 from .model import RNNLanguageModel, sequence_loss
 
 EVAL_BPTT = 256
+# Every stream starts from a zero state and pays for it in its first characters, so the loss
+# depends on how many streams the split is cut into: evaluation keeps this many (or the training
+# batch, when wider) whatever batch the run trains with, so runs with different batches compare.
+EVAL_STREAMS = 32
+
+
+def eval_streams(batch_size: int) -> int:
+    """How many streams the validation split is read in, for a run training `batch_size`."""
+    return max(EVAL_STREAMS, batch_size)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from .devices import (
     use_threads,
 )
 from .distributed import Group
-from .evaluation import Evaluation, evaluate
+from .evaluation import Evaluation, eval_streams, evaluate
 from .events import EventCallback, TrainEvent, TrainResult
 from .guard import DivergenceGuard, TrainingError
 from .model import Hidden, RNNLanguageModel
@@ -212,7 +212,12 @@ class Trainer:
     def evaluate(self, limit: int | None = None) -> Evaluation:
         """Validation loss of the current weights: the whole split, or `limit` tokens of it."""
         return evaluate(
-            self.model, self.corpus.val_ids, self.config.batch_size, self.device, limit, self.group
+            self.model,
+            self.corpus.val_ids,
+            eval_streams(self.config.batch_size),
+            self.device,
+            limit,
+            self.group,
         )
 
     def _save(self, best: bool) -> None:

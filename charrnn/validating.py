@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
-from .evaluation import evaluate
+from .evaluation import eval_streams, evaluate
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -60,7 +60,8 @@ def run_evaluation(trainer: Trainer, final: bool = False) -> None:
 
 def subsampled(trainer: Trainer, tokens_read: int) -> bool:
     """Whether an evaluation that read `tokens_read` tokens saw less than the whole split."""
-    whole = len(trainer.corpus.val_ids) - 1 - trainer.config.batch_size  # ragged tail dropped
+    streams = eval_streams(trainer.config.batch_size)
+    whole = len(trainer.corpus.val_ids) - 1 - streams  # ragged tail dropped
     return trainer.config.eval_tokens is not None and tokens_read < whole
 
 
@@ -78,7 +79,7 @@ def final_evaluation(trainer: Trainer, final_is_best: bool) -> None:
             return
         model = copy.deepcopy(trainer.model)
         model.load_state_dict(weights)
-        streams, device = trainer.config.batch_size, trainer.device
+        streams, device = eval_streams(trainer.config.batch_size), trainer.device
         val = trainer.corpus.val_ids
         best = evaluate(model, val, streams, device, FINAL_EVAL_TOKENS, trainer.group).loss
         if whole.loss < best:  # the whole split overrules the subsample's ranking
