@@ -55,7 +55,8 @@ def test_evaluation_due():
     assert timed.eval_due(Progress(step=10, elapsed=20.5), last)
     # an evaluation taking 0.9 s would be 9% of a 100 s budget ten times over: they spread out
     assert not timed.eval_due(Progress(step=10, elapsed=20.5), last, eval_seconds=0.9)
-    assert timed.eval_due(Progress(step=12, elapsed=30.0), last, eval_seconds=0.9)
+    assert not timed.eval_due(Progress(step=12, elapsed=30.0), last, eval_seconds=0.9)
+    assert timed.eval_due(Progress(step=13, elapsed=33.0), last, eval_seconds=0.9)
     assert [k for k in range(1, 401) if schedule().eval_due(Progress(step=k), None)] == [200, 400]
     epochs = schedule(epochs=2)  # 20 planned steps: every 2
     assert epochs.eval_due(Progress(step=2), None) and not epochs.eval_due(Progress(step=3), None)
