@@ -180,7 +180,11 @@ def run_charrnn(corpus: Path, budget_text: str, extra: list[str], workdir: Path)
         "steps": records[-1]["step"],
         "wall_seconds": wall,
         "model": config["model"],
-        "train": {k: config["train"][k] for k in ("batch_size", "bptt", "lr", "optimizer", "clip")},
+        "train": {
+            k: config["train"][k]
+            for k in ("batch_size", "bptt", "lr", "optimizer", "clip", "weight_decay")
+        },
+        "size_plan": config.get("size_plan"),  # what the start panel said, when sizes were planned
         "curve": [(round(r["elapsed"], 1), round(r["val_loss"], 4)) for r in evals],
     }
 
