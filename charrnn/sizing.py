@@ -35,8 +35,9 @@ from .model import RNNLanguageModel, sequence_loss
 # 2x256 seeing 7 (1.4534 vs 1.4761/1.4682) and 2x512 seeing 0.7 ended 0.02 above (1.4760): the
 # first round's 3.5, set in fp32, kept models too small once bf16 made the larger ones cheap.
 # With batches of 16 (more steps for the same tokens) 2x384 seeing 2.1 ended 0.037 below 2x256
-# seeing 7.9 (1.4301 vs 1.4674), so the line sits below 2.1 with room for a slower machine.
-TOKENS_PER_WEIGHT = 1.5
+# seeing 7.9 (1.4301 vs 1.4674), and a rung too small costs more than one too big; the 0.3 s
+# timings of a 2-minute plan vary by 15% or more, and at 1.5 one of them dropped to 2x256.
+TOKENS_PER_WEIGHT = 1.2
 # At 10 minutes in bf16 on tinyshakespeare (1.0M training tokens) 2x512 (3.3M recurrent weights,
 # 10.6 epochs) ended 0.011 nats above 2x384 (1.9M, 16 epochs; 1.4290 vs 1.4177 twice): past about
 # three recurrent weights per corpus token a larger model memorises more than it learns.
@@ -57,6 +58,10 @@ DROPOUT_BY_EPOCHS = ((8, 0.0), (16, 0.2), (40, 0.2), (80, 0.3))
 # (1.3957 vs 1.4177); at 2 minutes (4 epochs) it cost 0.007
 DECAY_BY_EPOCHS = ((6, 0.0), (10, 0.1))
 BPTT = 64
+# Many epochs (the corpus, not the time, is short) want more steps: on a CPU with batches of 16,
+# 2x384 at 10 minutes (~18 epochs) ended 0.007 nats lower with 32-step chunks than with 64
+# (1.3755 vs 1.3829) for 19% fewer tokens; at 2 minutes (4 epochs) 0.010 higher (1.4404 vs 1.4301)
+SHORT_BPTT, SHORT_BPTT_FROM_EPOCHS = 32, 10
 EMBED = 64
 
 
@@ -328,8 +333,8 @@ def choose_sizes(
 ) -> tuple[ModelConfig, TrainConfig, SizePlan | None]:
     """Copies with every size left as None filled in (explicit values are kept): from a plan
     (measured when the budget is a time) when the shape, dropout or AdamW's weight decay is open;
-    the step settings (batch, bptt, lr) from the device and the width. `train` must have its
-    budget resolved."""
+    the step settings (batch, bptt, lr) from the device, the epochs planned and the width.
+    `train` must have its budget resolved."""
     model, train = dataclasses.replace(model), dataclasses.replace(train)
     plan = None
     if train.weight_decay is None and train.optimizer != "adamw":
@@ -346,7 +351,10 @@ def choose_sizes(
         plan = dataclasses.replace(plan, dropout=model.dropout, weight_decay=train.weight_decay)
     if model.embed is None:
         model.embed = model.hidden if model.tie_weights else EMBED
-    steps = {"batch_size": default_batch(device), "bptt": BPTT, "lr": lr_for(model.hidden)}
+    bptt = BPTT
+    if plan is not None and device.type == "cpu" and plan.epochs >= SHORT_BPTT_FROM_EPOCHS:
+        bptt = SHORT_BPTT  # a GPU keeps 64: its steps cost time, not its tokens
+    steps = {"batch_size": default_batch(device), "bptt": bptt, "lr": lr_for(model.hidden)}
     for name, value in steps.items():
         if getattr(train, name) is None:
             setattr(train, name, value)

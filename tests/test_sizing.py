@@ -161,8 +161,10 @@ def test_weight_decay_follows_the_epochs_planned_and_only_adamw_gets_it_unasked(
     model, train, plan = choose_sizes(given, many, 1000, device)
     assert train.weight_decay == 0.1 and (plan.layers, plan.hidden) == (1, 16)
     assert plan.dropout == 0.0 and "dropout 0, weight decay 0.1" in plan.describe("lstm", "20 ep")
+    assert train.bptt == 32  # many epochs on a CPU: shorter chunks, more steps
     few = resolve_budget(TrainConfig(epochs=2))
-    assert choose_sizes(given, few, 1000, device)[1].weight_decay == 0.0
+    _, train, plan = choose_sizes(given, few, 1000, device)
+    assert train.weight_decay == 0.0 and train.bptt == 64
     # Adam and SGD add the decay to the gradient, where 0.1 would swamp it: none unless asked
     _, train, plan = choose_sizes(given, dataclasses.replace(many, optimizer="adam"), 1000, device)
     assert train.weight_decay == 0.0 and plan is None
