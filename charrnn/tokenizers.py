@@ -129,6 +129,10 @@ class _VocabularyTokenizer(Tokenizer):
 
     def _choose(self, counts: Counter, config: DataConfig) -> list[str]:
         counts.pop(SENTINEL, None)
+        if not counts:
+            raise TokenizerError(
+                "the corpus holds nothing but ends of lines (<eos>): there is no text to learn"
+            )
         kept = [(token, n) for token, n in counts.items() if n >= config.min_count]
         kept.sort(key=lambda item: (-item[1], item[0]))
         if config.max_vocab is not None:
