@@ -30,7 +30,15 @@ from .trainer import EventCallback, Trainer, TrainResult
 
 FINAL_SAMPLE_LENGTH = 300
 # What may change when a run is resumed: its budget and how often it reports.
-RESUMABLE_FIELDS = (*BUDGET_FIELDS, "eval_every", "log_every", "patience", "sample_every")
+# precision is arithmetic, not the model: a run moved to a machine without the old kernel goes on
+RESUMABLE_FIELDS = (
+    *BUDGET_FIELDS,
+    "eval_every",
+    "log_every",
+    "patience",
+    "sample_every",
+    "precision",
+)
 
 
 def checkpoint_file(result: TrainResult, which: str) -> Path:
@@ -117,9 +125,9 @@ def resume(
     position, hidden state, RNG).
 
     `overrides` may give a new budget (max_steps, max_time, epochs: these replace the old budget
-    as a whole, and the learning rate goes on down from where it stood) or change how often the
-    run evaluates, logs and samples. Model and data settings are the run's own: changing them is
-    an error.
+    as a whole, and the learning rate goes on down from where it stood), change how often the
+    run evaluates, logs and samples, or its arithmetic (precision). Model and data settings are
+    the run's own: changing them is an error.
     """
     overrides = dict(overrides or {})
     refused = [name for name in overrides if name not in RESUMABLE_FIELDS]

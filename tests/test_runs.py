@@ -19,6 +19,7 @@ from charrnn import checkpoint
 from charrnn.cache import prepare
 from charrnn.cli import cli
 from charrnn.config import ModelConfig, TrainConfig
+from charrnn.devices import cpu_runs_bf16_lstm
 from charrnn.rundir import RunDir, holds_run
 from charrnn.trainer import Trainer
 
@@ -224,6 +225,27 @@ def test_model_and_data_options_are_refused_on_resume(tiny_corpus, tmp_path, opt
     result = CliRunner().invoke(cli, ["train", "--resume", str(out), *option])
     line = one_error_line(result)
     assert f"{option[0]} cannot change when resuming" in line
+
+
+def test_a_resumed_run_may_change_its_arithmetic(tiny_corpus, tmp_path):
+    # a bf16 run moved to a CPU without the bf16 LSTM kernel goes on in fp32 (the GRU trains
+    # under bf16 autocast on every CPU, so this runs anywhere)
+    out = tmp_path / "run"
+    assert train(tiny_corpus, out, *STEPS, "--cell", "gru", "--precision", "bf16").exit_code == 0
+    result = CliRunner().invoke(
+        cli, ["train", "--resume", str(out), "--max-steps", "30", "--precision", "fp32"]
+    )
+    assert result.exit_code == 0, result.output
+    state = checkpoint.load(out / "latest.pt")
+    assert state["trainer"]["step"] == 30 and state["train_config"]["precision"] == "fp32"
+
+
+@pytest.mark.skipif(cpu_runs_bf16_lstm(), reason="this CPU has oneDNN's bf16 LSTM kernel")
+def test_a_bf16_lstm_on_a_cpu_without_its_kernel_is_one_line(tiny_corpus, tmp_path):
+    result = train(tiny_corpus, tmp_path / "run", *STEPS, "--precision", "bf16", "--device", "cpu")
+    line = one_error_line(result)
+    assert "--precision bf16" in line and "--precision fp32" in line
+    assert not holds_run(tmp_path / "run")
 
 
 def test_an_extended_run_does_not_jump_its_learning_rate(tiny_corpus, tmp_path):

@@ -147,7 +147,8 @@ def train(
 
     Without size options the model follows the budget, the speed measured on this device and
     the corpus size (see README); explicit options always win. Ctrl-C saves latest.pt and prints the command that resumes.
-    On --resume, budget options (--max-steps, --max-time, --epochs) replace the run's budget.
+    On --resume, budget options (--max-steps, --max-time, --epochs) replace the run's budget;
+    --eval-every, --log-every, --patience, --sample-every and --precision may change.
     """
     from .. import api
     from ..console import TrainingDisplay, corpus_stats_table, train_summary, write_model_text
