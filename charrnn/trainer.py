@@ -290,7 +290,9 @@ class Trainer:
                     tokens_per_sec=tokens / max(1e-9, now - window_start),
                 )
                 window_loss, window_steps, window_start = 0.0, 0, now
-            if self.schedule.eval_due(self.progress, self.last_eval, self.last_eval_seconds):
+            if self.schedule.eval_due(
+                self.progress, self.last_eval, self.last_eval_seconds, self.eval_seconds
+            ):
                 run_evaluation(self)
                 # tokens/s measures training, not evaluation: start a fresh window
                 window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()

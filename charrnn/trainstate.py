@@ -52,6 +52,7 @@ def capture(trainer: Trainer) -> dict[str, Any]:
     }
     counters.update(
         elapsed=trainer.elapsed,
+        eval_seconds=trainer.eval_seconds,
         since_best=trainer.since_best,
         last_val_stderr=trainer.last_val_stderr,
         plateau_scale=trainer.plateau_scale,
@@ -90,6 +91,7 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     for name in ("step", "tokens", "best_val_loss", "best_step", "last_val_loss"):
         setattr(trainer, name, counters[name])
     trainer.elapsed_before = counters["elapsed"]
+    trainer.eval_seconds = counters.get("eval_seconds", 0.0)  # older checkpoints lack it
     trainer.sources = state["corpus"]["sources"]  # where the run began, wherever it resumes
     trainer.since_best = list(counters["since_best"])
     trainer.last_val_stderr = counters["last_val_stderr"]

@@ -27,8 +27,9 @@ def run_evaluation(trainer: Trainer, final: bool = False) -> None:
     """Validate on the subsample, rank and save the checkpoint; a final evaluation also scores
     the whole split for the final weights and for best.pt."""
     result = trainer.evaluate(trainer.config.eval_tokens)
-    trainer.eval_seconds += result.seconds
+    # rank 0's seconds, so that every rank agrees when the next evaluation is due
     trainer.last_eval_seconds = trainer.group.share(result.seconds)
+    trainer.eval_seconds += trainer.last_eval_seconds
     trainer.last_eval = trainer.progress
     if not trainer.guard.healthy(result.loss):
         trainer._recover(f"validation loss {result.loss:.3g} is far above uniform guessing")

@@ -57,6 +57,9 @@ def test_evaluation_due():
     assert not timed.eval_due(Progress(step=10, elapsed=20.5), last, eval_seconds=0.9)
     assert not timed.eval_due(Progress(step=12, elapsed=30.0), last, eval_seconds=0.9)
     assert timed.eval_due(Progress(step=13, elapsed=33.0), last, eval_seconds=0.9)
+    # a slow first evaluation (2 s) has used the share until 4% of the time covers it and one more
+    assert not timed.eval_due(Progress(step=13, elapsed=60.0), last, eval_seconds=0.5, spent=2.0)
+    assert timed.eval_due(Progress(step=14, elapsed=63.0), last, eval_seconds=0.5, spent=2.0)
     assert [k for k in range(1, 401) if schedule().eval_due(Progress(step=k), None)] == [200, 400]
     epochs = schedule(epochs=2)  # 20 planned steps: every 2
     assert epochs.eval_due(Progress(step=2), None) and not epochs.eval_due(Progress(step=3), None)
