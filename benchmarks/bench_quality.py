@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import print_table, shakespeare, write_result
+from common import matmul_gflops, print_table, shakespeare, write_result
 from torch import nn
 
 from charrnn.config import parse_duration
@@ -204,6 +204,7 @@ def main() -> None:
     budget = parse_duration(args.budget)
     corpus = shakespeare()
     results = {}
+    peak = [matmul_gflops()]  # the bar is set for a machine's fp32 matmul peak
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -214,6 +215,7 @@ def main() -> None:
     finally:
         if hog is not None:
             hog.kill()
+    peak.append(matmul_gflops())
     rows = [
         [name, f"{r['val_loss']:.4f}", f"{r['tokens']:,}", r.get("command", "(peer, same split)")]
         for name, r in results.items()
@@ -226,8 +228,14 @@ def main() -> None:
     for peer in args.peer:
         lead = results[peer]["val_loss"] - results["charrnn"]["val_loss"]
         print(f"charrnn is {lead:+.3f} nats/char below {peer}")
+    print(f"fp32 matmul peak (2048x2048) before and after: {peak[0]:.0f}, {peak[1]:.0f} GFLOP/s")
     name = args.name or f"quality_{args.budget}"
-    record = {"budget": args.budget, "hog": args.hog, "results": results}
+    record = {
+        "budget": args.budget,
+        "hog": args.hog,
+        "matmul_peak_gflops": peak,
+        "results": results,
+    }
     print(f"\nwritten {write_result(name, record)}")
 
 
