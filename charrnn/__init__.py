@@ -47,7 +47,7 @@ _EXPORTS = {
     "Tokenizer": "tokenizers",
     "CharTokenizer": "tokenizers",
     "WordTokenizer": "tokenizers",
-    "SubwordTokenizer": "tokenizers",
+    "SubwordTokenizer": "subword",
     "StreamBatcher": "batching",
     "RNNLanguageModel": "model",
     "Trainer": "trainer",

@@ -1,9 +1,10 @@
 """How big a model a budget buys, from the speed this device delivers and the corpus size.
 
 At the start of a timed run a few candidate shapes train for a moment on the real device with the
-real vocabulary (at most `MEASURE_SHARE` of the budget), which gives each one's tokens/s and so the
-training tokens the budget will buy it. `plan_size` is then a pure rule, the relation the first
-round's hand-made table encoded on a 2-core CPU, refitted to 2-minute runs in bf16 (BENCHMARKS.md):
+real vocabulary (measuring.py, at most `MEASURE_SHARE` of the budget), which gives each one's
+tokens/s and so the training tokens the budget will buy it. `plan_size` is then a pure rule, the
+relation the first round's hand-made table encoded on a 2-core CPU, refitted to 2-minute runs in
+bf16 (BENCHMARKS.md):
 
 - take the largest shape that still sees `TOKENS_PER_WEIGHT` training tokens per weight: bigger
   models learn more per token, but below about two tokens per weight they have not learnt it yet;
@@ -19,17 +20,10 @@ ones given. A step or epoch budget needs no measuring: it states its tokens.
 
 from __future__ import annotations
 
-import dataclasses
-import gc
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
-from .config import DEFAULT_BUDGET, ModelConfig, TrainConfig
-from .devices import adam_kernel, autocast, resolve_precision
-from .model import RNNLanguageModel, sequence_loss
+from .config import TrainConfig
 
 # At 2 minutes on this CPU in bf16, 2x384 LSTM seeing 1.9 tokens per weight ended 0.02 nats below
 # 2x256 seeing 7 (1.4534 vs 1.4761/1.4682) and 2x512 seeing 0.7 ended 0.02 above (1.4760): the
@@ -218,144 +212,3 @@ def plan_size(
         limited_by=limited_by,
         measured=sum(c.tokens_per_second is not None and not c.estimated for c in candidates),
     )
-
-
-def time_training(
-    config: ModelConfig,
-    batch_size: int,
-    bptt: int,
-    device: torch.device,
-    min_seconds: float,
-    precision: str = "fp32",
-) -> float:
-    """Tokens/s of full training steps (forward, backward, clipping, AdamW) of this shape, in
-    the arithmetic training will use."""
-    model = RNNLanguageModel(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, **adam_kernel(device))
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, config.vocab_size, (batch_size, bptt + 1), generator=generator)
-    inputs, targets = ids[:, :-1].to(device), ids[:, 1:].to(device)
-
-    def step() -> None:
-        with autocast(device, precision):
-            logits, _ = model(inputs, None)
-            loss = sequence_loss(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    step()  # the first step allocates
-    started, steps = time.perf_counter(), 0
-    while steps < 2 or time.perf_counter() - started < min_seconds:
-        step()
-        steps += 1
-    return steps * batch_size * bptt / (time.perf_counter() - started)
-
-
-def measure_and_plan(
-    model: ModelConfig,
-    train: TrainConfig,
-    corpus_tokens: int,
-    device: torch.device,
-    timer: Callable[..., float] = time_training,
-    processes: int = 1,
-) -> SizePlan:
-    """Time the candidate shapes (smallest first, stopping once one is too big for the budget
-    or the corpus, or `MEASURE_SHARE` of the budget is spent), then `plan_size`. With several
-    processes training together (distributed.py) each step trains `processes` batches."""
-    batch, bptt = train.batch_size or default_batch(device), train.bptt or BPTT
-    embed = model.embed if model.embed is not None else EMBED
-    stated = None
-    if train.max_steps is not None:
-        stated = train.max_steps * batch * bptt
-    elif train.epochs is not None:
-        stated = train.epochs * corpus_tokens
-    seconds = train.max_time
-    if seconds is None and stated is None:  # open-ended: sized like the default run
-        seconds = DEFAULT_BUDGET
-    started = time.perf_counter()
-    allowed = MEASURE_SHARE * seconds if seconds is not None else 0.0
-    shapes = []
-    for layers, hidden in ladder(model.layers, model.hidden):
-        shape = dataclasses.replace(model, layers=layers, hidden=hidden, embed=embed, dropout=0.0)
-        if model.tie_weights:
-            shape.embed = hidden
-        shapes.append(shape)
-    precision = resolve_precision(train.precision, device, model.cell)
-    if seconds is not None:  # torch's one-time start-up, which the first training step would pay
-        timer(shapes[0], batch, bptt, device, 0.0, precision)
-    clock = time.perf_counter()
-    candidates: list[Candidate] = []
-    for shape in shapes:
-        layers, hidden, parameters = shape.layers, shape.hidden, shape.parameters()
-        recurrent = shape.recurrent_parameters()
-        if seconds is None:
-            candidates.append(Candidate(layers, hidden, parameters, recurrent))
-            continue
-        if candidates and time.perf_counter() - clock >= allowed:
-            # out of measuring time: weights x tokens/s is about constant from one shape to the
-            # next (within 20% from 2x128 to 2x512 on a CPU), so the last speed scales down
-            last = candidates[-1]
-            speed = last.tokens_per_second * last.parameters / parameters
-            candidates.append(
-                Candidate(layers, hidden, parameters, recurrent, speed, estimated=True)
-            )
-        else:
-            # up to a second each: five 10-minute plans on an idle machine timed 2x384 at 36.8K
-            # to 44.8K tokens/s in 0.2 s, at 42.3K to 45.9K in 1 s; the epochs planned (and so
-            # dropout and weight decay) follow the speed
-            limit = min(1.0, max(0.02, allowed / 12))
-            speed = processes * timer(shape, batch, bptt, device, limit, precision)
-            candidates.append(Candidate(layers, hidden, parameters, recurrent, speed))
-        if limit_reached(candidates[-1], corpus_tokens, seconds, stated):
-            break  # larger shapes would be too big as well: no need to time them
-    gc.collect()  # the timed models, freed now: left around they slowed training by up to 25%
-    plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
-    return dataclasses.replace(plan, measuring_seconds=time.perf_counter() - started)
-
-
-def default_batch(device: torch.device) -> int:
-    """A GPU needs wide batches to be busy; a CPU learns more per second from small ones."""
-    # 2x384 LSTM in bf16 here: batches of 16 train 85% of the tokens/s of 32 (8: 48%) and take
-    # twice the steps; they ended 0.010 nats lower at 10 minutes (1.3829 vs 1.3928) and 0.017 at 2
-    return 16 if device.type == "cpu" else 128
-
-
-def choose_sizes(
-    model: ModelConfig,
-    train: TrainConfig,
-    corpus_tokens: int,
-    device: torch.device,
-    processes: int = 1,
-) -> tuple[ModelConfig, TrainConfig, SizePlan | None]:
-    """Copies with every size left as None filled in (explicit values are kept): from a plan
-    (measured when the budget is a time) when the shape, dropout or AdamW's weight decay is open;
-    the step settings (batch, bptt, lr) from the device, the epochs planned and the width.
-    `train` must have its budget resolved."""
-    model, train = dataclasses.replace(model), dataclasses.replace(train)
-    plan = None
-    if train.weight_decay is None and train.optimizer != "adamw":
-        train.weight_decay = 0.0  # coupled to the gradient, as Adam and SGD apply it, 0.1 is huge
-    if None in (model.layers, model.hidden, model.dropout, train.weight_decay):
-        plan = measure_and_plan(model, train, corpus_tokens, device, processes=processes)
-        chosen = {"layers": plan.layers, "hidden": plan.hidden, "dropout": plan.dropout}
-        for name, value in chosen.items():
-            if getattr(model, name) is None:
-                setattr(model, name, value)
-        if train.weight_decay is None:
-            train.weight_decay = plan.weight_decay
-        # the panel states what the run uses, explicit values included
-        plan = dataclasses.replace(plan, dropout=model.dropout, weight_decay=train.weight_decay)
-    if model.embed is None:
-        model.embed = model.hidden if model.tie_weights else EMBED
-    bptt = BPTT
-    if plan is not None and device.type == "cpu" and plan.epochs >= SHORT_BPTT_FROM_EPOCHS:
-        bptt = SHORT_BPTT  # a GPU keeps 64: its steps cost time, not its tokens
-    steps = {"batch_size": default_batch(device), "bptt": bptt, "lr": lr_for(model.hidden)}
-    for name, value in steps.items():
-        if getattr(train, name) is None:
-            setattr(train, name, value)
-    return model, train, plan

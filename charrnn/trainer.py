@@ -34,10 +34,11 @@ from .distributed import Group
 from .evaluation import Evaluation, eval_streams, evaluate
 from .events import EventCallback, TrainEvent, TrainResult
 from .guard import DivergenceGuard, TrainingError
+from .measuring import choose_sizes
 from .model import Hidden, RNNLanguageModel
 from .rundir import RunDir
 from .schedule import Progress, Schedule
-from .sizing import budget_text, choose_sizes
+from .sizing import budget_text
 from .stepping import train_step
 from .trainstate import capture, rank_state, restore
 from .validating import final_evaluation, run_evaluation, subsampled

@@ -10,15 +10,14 @@ import torch
 import charrnn
 from charrnn.config import ModelConfig, TrainConfig, resolve_budget
 from charrnn.devices import resolve_precision
+from charrnn.measuring import choose_sizes, measure_and_plan
 from charrnn.sizing import (
     HIDDEN_LADDER,
     RECURRENT_WEIGHTS_PER_CORPUS_TOKEN,
     TOKENS_PER_WEIGHT,
     Candidate,
-    choose_sizes,
     dropout_for,
     ladder,
-    measure_and_plan,
     plan_size,
     weight_decay_for,
 )

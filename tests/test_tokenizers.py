@@ -3,11 +3,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from charrnn.config import DataConfig
+from charrnn.subword import SubwordTokenizer
 from charrnn.tokenizers import (
     EOS_ID,
     UNK_ID,
     CharTokenizer,
-    SubwordTokenizer,
     Tokenizer,
     TokenizerError,
     WordTokenizer,
