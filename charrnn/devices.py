@@ -87,6 +87,9 @@ def loss_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | 
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
+_TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+
+
 def adam_kernel(device: torch.device) -> dict[str, bool]:
     """How Adam/AdamW update the weights: one fused kernel on a CPU or GPU (on this 2-core CPU
     0.7 ms a step for a 2x384 LSTM against 3.5 ms for the per-tensor-list `foreach` path, 7-10%
@@ -94,9 +97,6 @@ def adam_kernel(device: torch.device) -> dict[str, bool]:
     CPU kernel)."""
     fused = device.type == "cuda" or (device.type == "cpu" and _TORCH_VERSION >= (2, 4))
     return {"fused": True} if fused else {"foreach": True}
-
-
-_TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
 
 
 def use_threads(threads: int | None) -> None:
