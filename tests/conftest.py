@@ -14,6 +14,17 @@ TINY_TEXT = (
 ) * 40
 
 
+def skip_unless_cpu_runs_bf16_lstm() -> None:
+    """bf16 LSTM tests need oneDNN's kernel (AVX-512); without it bf16 is a one-line error,
+    tested in test_runs."""
+    from charrnn.devices import cpu_runs_bf16_lstm
+
+    if not cpu_runs_bf16_lstm():
+        pytest.skip(
+            "this CPU's oneDNN has no bf16 LSTM kernel (an error there, tested in test_runs)"
+        )
+
+
 def shared_corpus(name: str) -> Path:
     path = SHARED / name
     if not path.is_file():

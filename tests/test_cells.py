@@ -12,13 +12,13 @@ from charrnn.cache import prepare
 from charrnn.cells import CustomRNN
 from charrnn.cli import cli
 from charrnn.config import CELLS, ModelConfig, TrainConfig
-from charrnn.devices import cpu_has_bf16_matrix_units, cpu_runs_bf16_lstm, resolve_precision
+from charrnn.devices import cpu_has_bf16_matrix_units, resolve_precision
 from charrnn.errors import ConfigError
 from charrnn.model import IDENTITY_GAIN, RNNLanguageModel
 from charrnn.rundir import RunDir, holds_run
 from charrnn.trainer import Trainer
 
-from .conftest import TINY_CLI, TINY_MODEL, TINY_TRAIN
+from .conftest import TINY_CLI, TINY_MODEL, TINY_TRAIN, skip_unless_cpu_runs_bf16_lstm
 
 NEW_CELLS = ["lstm-peephole", "gru-simple", "mingru"]
 
@@ -177,10 +177,8 @@ def test_the_peephole_layer_backward_by_hand_is_right():
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_every_cell_trains_in_bf16(tiny_corpus, tmp_path, cell):
-    if cell == "lstm" and not cpu_runs_bf16_lstm():
-        pytest.skip(
-            "this CPU's oneDNN has no bf16 LSTM kernel (an error there, tested in test_runs)"
-        )
+    if cell == "lstm":
+        skip_unless_cpu_runs_bf16_lstm()
     prepared = prepare([tiny_corpus])
     config = TrainConfig(**{**TINY_TRAIN, "max_steps": 40, "precision": "bf16"})
     result = Trainer(prepared, ModelConfig(**{**TINY_MODEL, "cell": cell}), config).run()

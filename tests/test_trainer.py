@@ -13,12 +13,11 @@ import charrnn
 from charrnn import checkpoint
 from charrnn.cache import prepare
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.devices import cpu_runs_bf16_lstm
 from charrnn.guard import RECOVER_AFTER
 from charrnn.rundir import RunDir
 from charrnn.trainer import Trainer, TrainingError
 
-from .conftest import TINY_CLI, TINY_MODEL, TINY_TRAIN
+from .conftest import TINY_CLI, TINY_MODEL, TINY_TRAIN, skip_unless_cpu_runs_bf16_lstm
 
 
 def tiny_train(corpus, run_dir, steps=60, model=None, **train):
@@ -428,10 +427,8 @@ def test_a_nan_between_host_syncs_restores_the_last_good_weights(tiny_corpus):
 
 @pytest.mark.parametrize("precision", ["bf16"] + (["fp16"] if torch.cuda.is_available() else []))
 def test_mixed_precision_trains_and_saves_fp32_weights(tiny_corpus, tmp_path, precision):
-    if precision == "bf16" and not (torch.cuda.is_available() or cpu_runs_bf16_lstm()):
-        pytest.skip(
-            "this CPU's oneDNN has no bf16 LSTM kernel (an error there, tested in test_runs)"
-        )
+    if precision == "bf16" and not torch.cuda.is_available():
+        skip_unless_cpu_runs_bf16_lstm()
     result = tiny_train(tiny_corpus, tmp_path / precision, steps=120, precision=precision)
     losses = [h["train_loss"] for h in result.history if h["kind"] == "log"]
     assert losses[-1] < losses[0] - 0.5
