@@ -3,11 +3,11 @@
 At the start of a timed run a few candidate shapes train for a moment on the real device with the
 real vocabulary (measuring.py, at most `MEASURE_SHARE` of the budget), which gives each one's
 tokens/s and so the training tokens the budget will buy it. `plan_size` is then a pure rule, the
-relation the first round's hand-made table encoded on a 2-core CPU, refitted to 2-minute runs in
-bf16 (BENCHMARKS.md):
+relation the first round's hand-made table encoded on a 2-core CPU, refitted once each model is
+trained at the learning rate that suits its width (BENCHMARKS.md):
 
 - take the largest shape that still sees `TOKENS_PER_WEIGHT` training tokens per weight: bigger
-  models learn more per token, but below about two tokens per weight they have not learnt it yet;
+  models learn more per token, but below about three tokens per weight they have not learnt it yet;
 - and with no more than `RECURRENT_WEIGHTS_PER_CORPUS_TOKEN` recurrent weights per training token
   of the corpus, so a small corpus is not memorised by a big model over dozens of epochs (the
   embedding and decoder are left out: a 5,000-character Chinese vocabulary is not capacity to
@@ -25,13 +25,12 @@ from dataclasses import dataclass
 
 from .config import TrainConfig
 
-# At 2 minutes on this CPU in bf16, 2x384 LSTM seeing 1.9 tokens per weight ended 0.02 nats below
-# 2x256 seeing 7 (1.4534 vs 1.4761/1.4682) and 2x512 seeing 0.7 ended 0.02 above (1.4760): the
-# first round's 3.5, set in fp32, kept models too small once bf16 made the larger ones cheap.
-# With batches of 16 (more steps for the same tokens) 2x384 seeing 2.1 ended 0.037 below 2x256
-# seeing 7.9 (1.4301 vs 1.4674), and a rung too small costs more than one too big; the 0.3 s
-# timings of a 2-minute plan vary by 15% or more, and at 1.5 one of them dropped to 2x256.
-TOKENS_PER_WEIGHT = 1.2
+# At 2 minutes on a CPU in bf16, 2x384 LSTM seeing 1.9 tokens per weight ended 0.02-0.04 nats
+# below 2x256 seeing 7-8 (1.4534 vs 1.4761/1.4682; with batches of 16 1.4301 vs 1.4674), 2x512 at 0.7
+# 0.02 above; but both ran at lr 3e-3, too low for 2x256. At its own lr (8e-3, lr_for) on an AVX2
+# CPU in fp32, 2x256 seeing 11 tokens per weight at 10 minutes ended 0.025-0.04 below 2x384 seeing
+# 2.9 (1.4069 vs 1.4318/1.4435, and 1.4501 at 5.3e-3), as the first round's 3.5 (set in fp32) said.
+TOKENS_PER_WEIGHT = 3.0
 # At 10 minutes in bf16 on tinyshakespeare (1.0M training tokens) 2x512 (3.3M recurrent weights,
 # 10.6 epochs) ended 0.011 nats above 2x384 (1.9M, 16 epochs; 1.4290 vs 1.4177 twice): past about
 # three recurrent weights per corpus token a larger model memorises more than it learns.
@@ -153,7 +152,12 @@ def weight_decay_for(epochs: float) -> float:
 
 
 def lr_for(hidden: int) -> float:
-    # 2x512 at 2 minutes: 3e-3 ended 0.035 nats below 2e-3 (1.4760 vs 1.5107)
+    """AdamW's peak lr (batches of 16 to 128) for a model this wide."""
+    # 2x256 at 2 minutes (AVX2 CPU, fp32): 3e-3 1.5432, 5e-3 1.5032, 8e-3 1.4906, 1.2e-2 1.5085;
+    # at 10 minutes 8e-3 ended 0.021 below 3e-3 (1.4069 vs 1.4279). 2x384 at 10 minutes: 5.3e-3
+    # ended 0.007-0.018 above 3e-3. 2x512 at 2 minutes: 3e-3 ended 0.035 below 2e-3.
+    if hidden <= 256:
+        return 8e-3
     return 3e-3 if hidden <= 512 else 2e-3 if hidden <= 768 else 1e-3
 
 
