@@ -6,8 +6,10 @@ tokens/s and so the training tokens the budget will buy it. `plan_size` is then 
 relation the first round's hand-made table encoded on a 2-core CPU, refitted once each model is
 trained at the learning rate that suits its width (BENCHMARKS.md):
 
-- take the largest shape that still sees `TOKENS_PER_WEIGHT` training tokens per weight: bigger
-  models learn more per token, but below about three tokens per weight they have not learnt it yet;
+- take the largest shape that still sees the training tokens per weight its width needs
+  (`tokens_per_weight_for`): bigger models learn more per token, but with too few tokens per weight
+  they have not learnt it yet, and a narrow model, trained at a higher learning rate, learns its
+  weights from fewer tokens than a wide one;
 - and with no more than `RECURRENT_WEIGHTS_PER_CORPUS_TOKEN` recurrent weights per training token
   of the corpus, so a small corpus is not memorised by a big model over dozens of epochs (the
   embedding and decoder are left out: a 5,000-character Chinese vocabulary is not capacity to
@@ -25,12 +27,19 @@ from dataclasses import dataclass
 
 from .config import TrainConfig
 
-# At 2 minutes on a CPU in bf16, 2x384 LSTM seeing 1.9 tokens per weight ended 0.02-0.04 nats
-# below 2x256 seeing 7-8 (1.4534 vs 1.4761/1.4682; with batches of 16 1.4301 vs 1.4674), 2x512 at 0.7
-# 0.02 above; but both ran at lr 3e-3, too low for 2x256. At its own lr (8e-3, lr_for) on an AVX2
-# CPU in fp32, 2x256 seeing 11 tokens per weight at 10 minutes ended 0.025-0.04 below 2x384 seeing
-# 2.9 (1.4069 vs 1.4318/1.4435, and 1.4501 at 5.3e-3), as the first round's 3.5 (set in fp32) said.
-TOKENS_PER_WEIGHT = 3.0
+# Adam moves each weight by about the learning rate per step, so how far a budget can take a weight
+# grows with lr x tokens per weight; a shape is trained enough once that product reaches this.
+# Fitted on an AVX2 CPU in fp32, each width at its own lr (lr_for): at 2 minutes 2x256 at 8e-3 seeing
+# 2.5 tokens per weight (0.020) ended 0.026 below 2x192 seeing 7 (1.4906 vs 1.5164), and at 10
+# minutes 2x384 at 3e-3 seeing 2.9 (0.009) ended 0.025-0.04 above 2x256 seeing 11-14 (1.4318 and
+# 1.4435 vs 1.4069 and 1.4004). A single count of tokens per weight cannot say both: 3 chose 2x192
+# at 2 minutes, and 2.4 would choose 2x384 at 10. (On a Xeon in bf16, both at 3e-3, 2x384 seeing 1.9
+# ended 0.02-0.04 below 2x256 seeing 8 at 2 minutes; 2x256 at 8e-3, which this rule prefers, ended
+# 0.053 below 3e-3 on the AVX2 CPU.)
+LR_TOKENS_PER_WEIGHT = 0.012
+# Below 3e-3 (wider than 512) it is not measured: those widths need what 2x384 needs (4 per weight)
+# rather than an extrapolated 6-12.
+SLOWEST_FITTED_LR = 3e-3
 # At 10 minutes in bf16 on tinyshakespeare (1.0M training tokens) 2x512 (3.3M recurrent weights,
 # 10.6 epochs) ended 0.011 nats above 2x384 (1.9M, 16 epochs; 1.4290 vs 1.4177 twice): past about
 # three recurrent weights per corpus token a larger model memorises more than it learns.
@@ -90,7 +99,7 @@ class SizePlan:
         speed = f" at {self.tokens_per_second:,.0f} tok/s" if self.tokens_per_second else ""
         why = {
             "time": f"the largest of {self.measured or 'the'} shapes timed here that sees "
-            f">= {TOKENS_PER_WEIGHT:g} tokens per weight",
+            f">= {tokens_per_weight_for(self.hidden):g} tokens per weight at lr {self.lr:g}",
             "corpus": f"capped at {RECURRENT_WEIGHTS_PER_CORPUS_TOKEN:g} recurrent weights per "
             "corpus token",
             "ladder": "the largest shape" + (" timed" if self.measured else "") + " that was tried",
@@ -161,6 +170,12 @@ def lr_for(hidden: int) -> float:
     return 3e-3 if hidden <= 512 else 2e-3 if hidden <= 768 else 1e-3
 
 
+def tokens_per_weight_for(hidden: int) -> float:
+    """Training tokens per weight a shape this wide needs before a bigger one is worth it:
+    1.5 up to 256 units wide (lr 8e-3), 4 wider."""
+    return round(LR_TOKENS_PER_WEIGHT / max(lr_for(hidden), SLOWEST_FITTED_LR), 2)
+
+
 def budget_tokens(candidate: Candidate, seconds: float | None, tokens: float | None) -> float:
     """Training tokens a budget buys: speed x the time left for training, or the tokens a step
     or epoch budget states, whichever ends first."""
@@ -178,7 +193,8 @@ def limit_reached(
     """Why `candidate` is too big ("corpus" or "time"), or None when the budget can train it."""
     if candidate.recurrent > RECURRENT_WEIGHTS_PER_CORPUS_TOKEN * max(1, corpus_tokens):
         return "corpus"
-    if budget_tokens(candidate, seconds, tokens) < TOKENS_PER_WEIGHT * candidate.parameters:
+    needed = tokens_per_weight_for(candidate.hidden) * candidate.parameters
+    if budget_tokens(candidate, seconds, tokens) < needed:
         return "time"
     return None
 
