@@ -185,6 +185,7 @@ def run_charrnn(corpus: Path, budget_text: str, extra: list[str], workdir: Path)
             for k in ("batch_size", "bptt", "lr", "optimizer", "clip", "weight_decay")
         },
         "size_plan": config.get("size_plan"),  # what the start panel said, when sizes were planned
+        "replan": config.get("replan"),  # the plan again from the speed training delivered
         "curve": [(round(r["elapsed"], 1), round(r["val_loss"], 4)) for r in evals],
     }
 

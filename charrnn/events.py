@@ -12,7 +12,7 @@ from pathlib import Path
 
 @dataclass
 class TrainEvent:
-    kind: str  # start | log | eval | final | sample | warning | end
+    kind: str  # start | log | eval | replan | final | sample | warning | end
     step: int
     epoch: float
     tokens: int

@@ -150,14 +150,25 @@ def choose_sizes(
         train.weight_decay = 0.0  # coupled to the gradient, as Adam and SGD apply it, 0.1 is huge
     if None in (model.layers, model.hidden, model.dropout, train.weight_decay):
         plan = measure_and_plan(model, train, corpus_tokens, device, processes=processes)
-        chosen = {"layers": plan.layers, "hidden": plan.hidden, "dropout": plan.dropout}
-        for name, value in chosen.items():
+        # what training may plan again from the speed it delivers (Trainer.replan)
+        chosen = tuple(
+            name
+            for name, given in (("dropout", model.dropout), ("weight_decay", train.weight_decay))
+            if given is None
+        )
+        for name, value in {
+            "layers": plan.layers,
+            "hidden": plan.hidden,
+            "dropout": plan.dropout,
+        }.items():
             if getattr(model, name) is None:
                 setattr(model, name, value)
         if train.weight_decay is None:
             train.weight_decay = plan.weight_decay
         # the panel states what the run uses, explicit values included
-        plan = dataclasses.replace(plan, dropout=model.dropout, weight_decay=train.weight_decay)
+        plan = dataclasses.replace(
+            plan, dropout=model.dropout, weight_decay=train.weight_decay, chosen=chosen
+        )
     if model.embed is None:
         model.embed = model.hidden if model.tie_weights else EMBED
     bptt = BPTT

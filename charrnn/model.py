@@ -66,6 +66,12 @@ class RNNLanguageModel(nn.Module):
                 nn.init.zeros_(getattr(self.rnn, f"bias_hh_l{layer}"))
                 nn.init.zeros_(getattr(self.rnn, f"bias_ih_l{layer}"))
 
+    def set_dropout(self, p: float) -> None:
+        """Change the dropout of a built model (a run re-planned once its speed is known)."""
+        self.config.dropout = p
+        if isinstance(self.rnn, CustomRNN):
+            self.rnn.dropout = p
+
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

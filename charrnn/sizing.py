@@ -22,6 +22,7 @@ ones given. A step or epoch budget needs no measuring: it states its tokens.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -92,6 +93,7 @@ class SizePlan:
     measured: int = 0  # how many shapes were timed
     measuring_seconds: float = 0.0
     recurrent: int = 0  # weights of the recurrent layers
+    chosen: tuple[str, ...] = ()  # the settings the plan filled in (the others were given)
 
     def describe(self, cell: str, budget: str) -> str:
         """One line for the start panel: the choice and why."""
@@ -174,6 +176,31 @@ def tokens_per_weight_for(hidden: int) -> float:
     """Training tokens per weight a shape this wide needs before a bigger one is worth it:
     1.5 up to 256 units wide (lr 8e-3), 4 wider."""
     return round(LR_TOKENS_PER_WEIGHT / max(lr_for(hidden), SLOWEST_FITTED_LR), 2)
+
+
+def replanned(
+    plan: SizePlan, tokens: float, corpus_tokens: int, tokens_per_second: float
+) -> SizePlan:
+    """`plan` for the `tokens` a run is now on course to train (measured from the speed training
+    delivers, not the second of timing the plan had), with the dropout and weight decay that go
+    with those epochs in place of the ones it chose; settings given explicitly stay."""
+    epochs = tokens / max(1, corpus_tokens)
+    changes: dict = {"tokens": tokens, "epochs": epochs, "tokens_per_second": tokens_per_second}
+    if "dropout" in plan.chosen:
+        changes["dropout"] = dropout_for(epochs)
+    if "weight_decay" in plan.chosen:
+        changes["weight_decay"] = weight_decay_for(epochs)
+    return dataclasses.replace(plan, **changes)
+
+
+def tokens_on_course(
+    tokens: int, tokens_per_second: float, seconds_left: float, stated: float | None = None
+) -> float:
+    """Training tokens a timed run will have seen at its end, at the speed it delivers: those
+    trained so far and what the time left buys after evaluations, or `stated` (a step or epoch
+    budget given as well) if that ends the run first."""
+    bought = tokens + tokens_per_second * max(0.0, seconds_left) * (1.0 - EVAL_SHARE)
+    return min(bought, stated) if stated is not None else bought
 
 
 def budget_tokens(candidate: Candidate, seconds: float | None, tokens: float | None) -> float:

@@ -38,7 +38,7 @@ from .measuring import choose_sizes
 from .model import Hidden, RNNLanguageModel
 from .rundir import RunDir
 from .schedule import Progress, Schedule
-from .sizing import budget_text
+from .sizing import SizePlan, budget_text, replanned, tokens_on_course
 from .stepping import train_step
 from .trainstate import capture, rank_state, restore
 from .validating import final_evaluation, run_evaluation, subsampled
@@ -117,6 +117,8 @@ class Trainer:
         self.step = self.tokens = self.best_step = 0
         # measuring candidate sizes is part of the budget
         self.elapsed_before = self.size_plan.measuring_seconds if self.size_plan else 0.0
+        self.replan: SizePlan | None = None  # the plan again, from the speed training delivers
+        self._session_start = (0, 0.0)  # tokens and evaluation seconds when run() began
         self.agreed_elapsed = 0.0  # rank 0's clock, the one every rank's schedule reads
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
@@ -134,6 +136,7 @@ class Trainer:
         self.best_full_val_loss: float | None = None  # best.pt on the whole split, at the end
         self._best_weights: dict | None = None
         self.sources = corpus.origins or list(corpus.stats.sources)
+        self.resumed = resume_state is not None
         if resume_state is not None:
             restore(self, resume_state)
 
@@ -222,6 +225,61 @@ class Trainer:
             self.group,
         )
 
+    def replan_from_speed(self) -> None:
+        """Plan the dropout and weight decay a timed run chose again, from the tokens/s its
+        training delivered up to its first evaluation: the second of timing before the run has read
+        a third low and 10% high on the same idle CPU, and with the epochs planned from it the
+        regularisation is off (BENCHMARKS.md, round 11). The shape stays: weights are trained."""
+        plan, c = self.size_plan, self.config
+        if plan is None or not plan.chosen or c.max_time is None or self.replan is not None:
+            return
+        tokens, eval_seconds = self._session_start
+        running = time.perf_counter() - (self._started or time.perf_counter())
+        seconds = running - (self.eval_seconds - eval_seconds)
+        if self.tokens <= tokens or seconds <= 0:
+            return
+        speed = (self.tokens - tokens) / seconds
+        corpus_tokens = self.corpus.stats.train_tokens  # as the plan counted its epochs
+        stated = None
+        if c.max_steps is not None:
+            stated = c.max_steps * c.batch_size * c.bptt * self.group.world
+        if c.epochs is not None:
+            stated = min(stated or math.inf, c.epochs * corpus_tokens)
+        course = tokens_on_course(self.tokens, speed, c.max_time - self.elapsed, stated)
+        self.replan = new = self.group.share(replanned(plan, course, corpus_tokens, speed))
+        self.model.set_dropout(new.dropout)
+        self.config.weight_decay = new.weight_decay
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = new.weight_decay
+        self.guard.remember(self.model, self.optimizer)  # a recovery keeps the new settings
+        self._write_config()
+        if (new.dropout, new.weight_decay) != (plan.dropout, plan.weight_decay):
+            self._emit(
+                "replan",
+                message=f"training delivers {speed:,.0f} tok/s (timed at "
+                f"{plan.tokens_per_second or 0:,.0f}): ~{new.epochs:.1f} epochs, so dropout "
+                f"{plan.dropout:g} -> {new.dropout:g}, weight decay {plan.weight_decay:g} -> "
+                f"{new.weight_decay:g}",
+            )
+
+    def _write_config(self) -> None:
+        """config.json: the settings the run trains with, its plan and any re-plan."""
+        if self.run_dir is None:
+            return
+        # a resumed run was not planned again: it keeps the plan its first session recorded
+        before = self.run_dir.read_config() if self.resumed and self.size_plan is None else {}
+        config = {
+            "model": to_dict(self.model.config),
+            "data": to_dict(self.data_config),
+            "train": to_dict(self.config),
+            "parameters": self.model.num_parameters,
+            "size_plan": asdict(self.size_plan) if self.size_plan else before.get("size_plan"),
+        }
+        replan = asdict(self.replan) if self.replan else before.get("replan")
+        if replan is not None:
+            config["replan"] = replan
+        self.run_dir.write_config(config)
+
     def _save(self, best: bool) -> None:
         ranks = self.group.gather(rank_state(self)) if self.group.active else None
         if self.run_dir is not None:
@@ -245,16 +303,8 @@ class Trainer:
 
     def run(self) -> TrainResult:
         self._started = time.perf_counter()
-        if self.run_dir is not None:
-            self.run_dir.write_config(
-                {
-                    "model": to_dict(self.model.config),
-                    "data": to_dict(self.data_config),
-                    "train": to_dict(self.config),
-                    "parameters": self.model.num_parameters,
-                    "size_plan": asdict(self.size_plan) if self.size_plan else None,
-                }
-            )
+        self._session_start = (self.tokens, self.eval_seconds)
+        self._write_config()
         if self.step == 0:
             self._save(best=False)  # resumable from the very start (every rank takes part)
         self.guard.remember(self.model, self.optimizer)
@@ -295,6 +345,7 @@ class Trainer:
                 self.progress, self.last_eval, self.last_eval_seconds, self.eval_seconds
             ):
                 run_evaluation(self)
+                self.replan_from_speed()
                 # tokens/s measures training, not evaluation: start a fresh window
                 window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
             every = self.config.sample_every

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import torch
 
 import charrnn
+from charrnn import checkpoint
+from charrnn.cache import prepare
 from charrnn.config import ModelConfig, TrainConfig, resolve_budget
 from charrnn.devices import resolve_precision
 from charrnn.measuring import choose_sizes, measure_and_plan
+from charrnn.rundir import RunDir
 from charrnn.sizing import (
     HIDDEN_LADDER,
     RECURRENT_WEIGHTS_PER_CORPUS_TOKEN,
@@ -18,9 +22,12 @@ from charrnn.sizing import (
     dropout_for,
     ladder,
     plan_size,
+    replanned,
+    tokens_on_course,
     tokens_per_weight_for,
     weight_decay_for,
 )
+from charrnn.trainer import Trainer
 
 from .conftest import TINY_TEXT
 
@@ -206,6 +213,84 @@ def test_a_timed_run_measures_on_this_device_and_explains_its_choice(tmp_path):
     assert '"size_plan"' in config and result.steps > 0
     # the measuring came out of the four seconds
     assert result.elapsed < 4.0 + 2.0
+
+
+def test_the_regularisation_follows_the_speed_training_delivers_not_the_timing():
+    # quality_10m_r12b: the second of timing read 2x256 at 14.4K tokens/s, so 7.9 epochs, no
+    # dropout and weight decay 0.05; training delivered 19.3K and trained 11.7 epochs
+    plan = plan_size([Candidate(2, 256, 877_250, 856_064, 14_386.0)], 1_003_854, seconds=600.0)
+    plan = dataclasses.replace(plan, chosen=("dropout", "weight_decay"))
+    assert (round(plan.epochs, 1), plan.dropout, plan.weight_decay) == (7.9, 0.0, 0.05)
+    # at its first evaluation, a minute in: 1.16M tokens trained, 540 s left at 19.3K tokens/s
+    course = tokens_on_course(1_160_000, 19_300.0, 540.0)
+    assert course == 1_160_000 + 19_300 * 540 * 0.95
+    again = replanned(plan, course, 1_003_854, 19_300.0)
+    assert round(again.epochs, 1) == 11.0 and again.tokens_per_second == 19_300.0
+    assert (again.dropout, again.weight_decay) == (dropout_for(again.epochs), 0.1)
+    assert again.dropout > 0 and (again.layers, again.hidden) == (2, 256)  # the shape stays
+    # a setting given explicitly is not the plan's to change; a stated budget caps the tokens
+    given = replanned(dataclasses.replace(plan, chosen=("weight_decay",)), course, 1_003_854, 1.0)
+    assert given.dropout == 0.0 and given.weight_decay == 0.1
+    assert tokens_on_course(1_160_000, 19_300.0, 540.0, stated=5e6) == 5e6
+
+
+def test_a_timed_run_corrects_a_plan_whose_timing_was_far_off(tmp_path):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")  # 3.3K training tokens: many epochs in 5 s
+    prepared = prepare([corpus])
+    events = []
+    with RunDir.create(tmp_path / "run") as run:
+        trainer = Trainer(
+            prepared,
+            ModelConfig(layers=1, hidden=16, embed=8),
+            TrainConfig(max_time=5.0, threads=1),
+            run=run,
+            on_event=events.append,
+        )
+        # as if the timing had read the speed a hundred times too low: under an epoch, so no
+        # dropout and no weight decay, for a run that will train dozens
+        plan = trainer.size_plan
+        assert plan is not None and plan.chosen == ("dropout", "weight_decay")
+        trainer.size_plan = dataclasses.replace(
+            plan, tokens=plan.tokens / 100, epochs=plan.epochs / 100, dropout=0.0, weight_decay=0.0
+        )
+        trainer.model.set_dropout(0.0)
+        for group in trainer.optimizer.param_groups:
+            group["weight_decay"] = 0.0
+        trainer.run()
+    again = trainer.replan
+    assert again is not None and again.epochs > 10 and again.tokens_per_second > 0
+    assert again.dropout == dropout_for(again.epochs) > 0 and again.weight_decay == 0.1
+    replan = next(e for e in events if e.kind == "replan")
+    assert "dropout 0 -> " in replan.message and "weight decay 0 -> 0.1" in replan.message
+    assert trainer.model.config.dropout == again.dropout
+    assert {g["weight_decay"] for g in trainer.optimizer.param_groups} == {0.1}
+    # the checkpoint and config.json hold what the run trained with
+    state = checkpoint.load(tmp_path / "run" / "latest.pt")
+    assert state["model_config"]["dropout"] == again.dropout
+    assert state["train_config"]["weight_decay"] == 0.1
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["replan"]["dropout"] == config["model"]["dropout"] == again.dropout
+    assert config["train"]["weight_decay"] == 0.1 and config["size_plan"]["dropout"] == 0.0
+    # a resumed run goes on with those settings and keeps the record of its plan
+    charrnn.resume(tmp_path / "run", {"max_time": 6.0})
+    resumed = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert resumed["size_plan"] == config["size_plan"] and resumed["replan"] == config["replan"]
+    assert resumed["model"]["dropout"] == again.dropout
+
+
+def test_explicit_dropout_is_kept_when_the_run_plans_again(tmp_path):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    trainer = Trainer(
+        prepare([corpus]),
+        ModelConfig(layers=1, hidden=16, embed=8, dropout=0.05),
+        TrainConfig(max_time=2.0, threads=1),
+    )
+    trainer.run()
+    assert trainer.replan is not None and trainer.replan.chosen == ("weight_decay",)
+    assert trainer.replan.dropout == trainer.model.config.dropout == 0.05
+    assert trainer.replan.weight_decay == weight_decay_for(trainer.replan.epochs)
 
 
 def test_out_of_measuring_time_the_next_shapes_are_estimated_not_dropped():
