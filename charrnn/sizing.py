@@ -194,12 +194,16 @@ def replanned(
 
 
 def tokens_on_course(
-    tokens: int, tokens_per_second: float, seconds_left: float, stated: float | None = None
+    tokens: int,
+    tokens_per_second: float,
+    seconds_left: float,
+    stated: float | None = None,
+    eval_share: float = EVAL_SHARE,
 ) -> float:
     """Training tokens a timed run will have seen at its end, at the speed it delivers: those
-    trained so far and what the time left buys after evaluations, or `stated` (a step or epoch
-    budget given as well) if that ends the run first."""
-    bought = tokens + tokens_per_second * max(0.0, seconds_left) * (1.0 - EVAL_SHARE)
+    trained so far and what the time left buys after evaluations (`eval_share` of it), or
+    `stated` (a step or epoch budget given as well) if that ends the run first."""
+    bought = tokens + tokens_per_second * max(0.0, seconds_left) * (1.0 - eval_share)
     return min(bought, stated) if stated is not None else bought
 
 

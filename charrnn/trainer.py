@@ -37,8 +37,8 @@ from .guard import DivergenceGuard, TrainingError
 from .measuring import choose_sizes
 from .model import Hidden, RNNLanguageModel
 from .rundir import RunDir
-from .schedule import Progress, Schedule
-from .sizing import SizePlan, budget_text, replanned, tokens_on_course
+from .schedule import EVALS_PER_RUN, Progress, Schedule
+from .sizing import EVAL_SHARE, SizePlan, budget_text, replanned, tokens_on_course
 from .stepping import train_step
 from .trainstate import capture, rank_state, restore
 from .validating import final_evaluation, run_evaluation, subsampled
@@ -118,7 +118,8 @@ class Trainer:
         # measuring candidate sizes is part of the budget
         self.elapsed_before = self.size_plan.measuring_seconds if self.size_plan else 0.0
         self.replan: SizePlan | None = None  # the plan again, from the speed training delivers
-        self._session_start = (0, 0.0)  # tokens and evaluation seconds when run() began
+        # tokens, clock and evaluation seconds where the speed the re-plan uses is measured from
+        self._speed_mark = (0, 0.0, 0.0)
         self.agreed_elapsed = 0.0  # rank 0's clock, the one every rank's schedule reads
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
@@ -226,26 +227,28 @@ class Trainer:
         )
 
     def replan_from_speed(self) -> None:
-        """Plan the dropout and weight decay a timed run chose again, from the tokens/s its
-        training delivered up to its first evaluation: the second of timing before the run has read
-        a third low and 10% high on the same idle CPU, and with the epochs planned from it the
-        regularisation is off (BENCHMARKS.md, round 11). The shape stays: weights are trained."""
+        """At a timed run's first evaluation, plan the dropout and weight decay it chose again
+        from the tokens/s its training delivers (past the start-up) and the evaluations' share so
+        far: the second of timing before the run has read a third low and 10% high on the same
+        idle CPU, and with the epochs planned from it the regularisation is off (BENCHMARKS.md,
+        round 11). The shape and chunk length stay: weights are trained, batches laid out."""
         plan, c = self.size_plan, self.config
         if plan is None or not plan.chosen or c.max_time is None or self.replan is not None:
             return
-        tokens, eval_seconds = self._session_start
-        running = time.perf_counter() - (self._started or time.perf_counter())
-        seconds = running - (self.eval_seconds - eval_seconds)
+        tokens, clock, eval_seconds = self._speed_mark
+        seconds = time.perf_counter() - clock - (self.eval_seconds - eval_seconds)
         if self.tokens <= tokens or seconds <= 0:
             return
         speed = (self.tokens - tokens) / seconds
+        eval_share = min(EVAL_SHARE, self.eval_seconds / max(1e-9, self.elapsed))
         corpus_tokens = self.corpus.stats.train_tokens  # as the plan counted its epochs
         stated = None
         if c.max_steps is not None:
             stated = c.max_steps * c.batch_size * c.bptt * self.group.world
         if c.epochs is not None:
             stated = min(stated or math.inf, c.epochs * corpus_tokens)
-        course = tokens_on_course(self.tokens, speed, c.max_time - self.elapsed, stated)
+        left = c.max_time - self.elapsed
+        course = tokens_on_course(self.tokens, speed, left, stated, eval_share)
         self.replan = new = self.group.share(replanned(plan, course, corpus_tokens, speed))
         self.model.set_dropout(new.dropout)
         self.config.weight_decay = new.weight_decay
@@ -253,14 +256,26 @@ class Trainer:
             group["weight_decay"] = new.weight_decay
         self.guard.remember(self.model, self.optimizer)  # a recovery keeps the new settings
         self._write_config()
-        if (new.dropout, new.weight_decay) != (plan.dropout, plan.weight_decay):
+        changes = [
+            f"{name} {before:g} -> {after:g}"
+            for name, before, after in (
+                ("dropout", plan.dropout, new.dropout),
+                ("weight decay", plan.weight_decay, new.weight_decay),
+            )
+            if before != after
+        ]
+        if changes:
             self._emit(
                 "replan",
                 message=f"training delivers {speed:,.0f} tok/s (timed at "
-                f"{plan.tokens_per_second or 0:,.0f}): ~{new.epochs:.1f} epochs, so dropout "
-                f"{plan.dropout:g} -> {new.dropout:g}, weight decay {plan.weight_decay:g} -> "
-                f"{new.weight_decay:g}",
+                f"{plan.tokens_per_second or 0:,.0f}): ~{new.epochs:.1f} epochs, so "
+                + ", ".join(changes),
             )
+
+    def _settling(self) -> float:
+        """Seconds of a session after which its speed is measured for the re-plan: half the way to
+        a timed run's first evaluation."""
+        return (self.config.max_time or math.inf) / EVALS_PER_RUN / 2
 
     def _write_config(self) -> None:
         """config.json: the settings the run trains with, its plan and any re-plan."""
@@ -303,7 +318,8 @@ class Trainer:
 
     def run(self) -> TrainResult:
         self._started = time.perf_counter()
-        self._session_start = (self.tokens, self.eval_seconds)
+        self._speed_mark = (self.tokens, self._started, self.eval_seconds)
+        settled = False  # whether the speed mark has moved past the run's start-up
         self._write_config()
         if self.step == 0:
             self._save(best=False)  # resumable from the very start (every rank takes part)
@@ -326,6 +342,10 @@ class Trainer:
                 change = self.governor.observe(tokens, time.perf_counter() - step_started)
                 if change:
                     self._emit("warning", message=change)
+            if not settled and time.perf_counter() - self._started >= self._settling():
+                # the re-plan's speed leaves out the start-up (first steps, the thread probes)
+                self._speed_mark = (self.tokens, time.perf_counter(), self.eval_seconds)
+                settled = True
             if synced and not self.guard.healthy(loss):
                 continue
             if synced:  # the mean loss of every step since the last sync

@@ -232,6 +232,7 @@ def test_the_regularisation_follows_the_speed_training_delivers_not_the_timing()
     given = replanned(dataclasses.replace(plan, chosen=("weight_decay",)), course, 1_003_854, 1.0)
     assert given.dropout == 0.0 and given.weight_decay == 0.1
     assert tokens_on_course(1_160_000, 19_300.0, 540.0, stated=5e6) == 5e6
+    assert tokens_on_course(0, 1000.0, 100.0, eval_share=0.02) == 98_000  # evaluations cost less
 
 
 def test_a_timed_run_corrects_a_plan_whose_timing_was_far_off(tmp_path):
