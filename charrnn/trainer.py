@@ -229,9 +229,9 @@ class Trainer:
     def replan_from_speed(self) -> None:
         """At a timed run's first evaluation, plan the dropout and weight decay it chose again
         from the tokens/s its training delivers (past the start-up) and the evaluations' share so
-        far: the second of timing before the run has read a third low and 10% high on the same
-        idle CPU, and with the epochs planned from it the regularisation is off (BENCHMARKS.md,
-        round 11). The shape and chunk length stay: weights are trained, batches laid out."""
+        far: the second of timing before the run has read from 2.6x low to a third high on one
+        otherwise idle CPU, and with the epochs planned from it the regularisation is off
+        (BENCHMARKS.md, rounds 11 and 12). The shape and chunk length stay: weights are trained, batches laid out."""
         plan, c = self.size_plan, self.config
         if plan is None or not plan.chosen or c.max_time is None or self.replan is not None:
             return
