@@ -240,13 +240,15 @@ def decode(
     """Yield (row, text piece) as tokens are chosen (sampling only: beam hypotheses change).
     When it returns, `decoding` holds the final rows and the state after each row's last token
     has been read, so a conversation can go on from there."""
+    never = tokenizer.never_drawn()
     for row in decoding.rows:
         row.decoder = row.decoder or tokenizer.decoder()
         row.done = row.done or stops.length <= 0
     while not all(row.done for row in decoding.rows):
         started = time.perf_counter()
         scores = decoding.logits.float().cpu().numpy()  # one (B, V) copy per step from a GPU
-        log_probs = log_softmax(scores)
+        log_probs = log_softmax(scores)  # the model's own, as scoring reads it
+        scores[:, never], log_probs[:, never] = -np.inf, -np.inf
         sources, tokens, rows = strategy.choose(decoding.rows, scores, log_probs)
         if sources != list(range(len(decoding.rows))):
             decoding.state = _gather(decoding.state, sources)

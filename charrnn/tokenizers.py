@@ -64,6 +64,12 @@ class Tokenizer:
         raise NotImplementedError
 
     # -- shared behaviour ------------------------------------------------------------------
+    def never_drawn(self) -> list[int]:
+        """Ids sampling never draws: `<unk>` (drawn again), and `<eos>` when the corpus was
+        read with no unit ends, so the model never learnt when one comes (a chat reply would
+        stop at a random one)."""
+        return [UNK_ID] if self.eos != "none" else [UNK_ID, EOS_ID]
+
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         decoder = self.decoder()
         return "".join(decoder(int(i)) for i in ids) + decoder.flush()

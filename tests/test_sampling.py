@@ -76,6 +76,19 @@ def test_unk_is_never_emitted_even_when_likely():
     assert set(picks.tolist()) == {1, 2, 3}
 
 
+def test_a_model_trained_without_unit_ends_never_ends_a_sample_early():
+    tokenizer = CharTokenizer("none").fit(["abc abc"], DataConfig(eos="none"))
+    net = RNNLanguageModel(
+        ModelConfig(vocab_size=tokenizer.vocab_size, hidden=8, embed=4, layers=1)
+    )
+    with torch.no_grad():
+        net.decoder.bias[EOS_ID] = 8.0  # an <eos> it never saw would take ~99% of the mass
+    lm = LanguageModel(net, tokenizer)
+    sample = lm.samples("", 2_000, seed=0, temperature=1.0, num_samples=1, until_eos=True)[0]
+    assert sample.tokens == 2_000 and set(sample.text) <= set("abc ")
+    assert lm.beam("", width=2, length=20, until_eos=True)[0].tokens == 20
+
+
 def test_lines_and_until_eos_stop_where_asked(model):
     for seed in range(5):
         text = model.generate("", lines=3, seed=seed)
