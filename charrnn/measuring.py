@@ -64,6 +64,14 @@ def time_training(
     return steps * batch_size * bptt / (time.perf_counter() - started)
 
 
+# Looks again, for longer, at the next larger shape than the one chosen and at the chosen one,
+# keeping each one's fastest reading: the choice rests on those two, and a short reading is only ever low (whole windows slowed by the
+# machine): fresh processes timed 2x256 here at 20.3K, 12.3K, 22.2K and 18.2K tokens/s in 0.3 s,
+# and two 2-minute plans read 2-2.6x below the speed training then delivered and chose 2x128
+# and 2x192 over 2x256. A busy machine is slow in every reading, so its plan stays small.
+SECOND_LOOKS = 2
+
+
 def measure_and_plan(
     model: ModelConfig,
     train: TrainConfig,
@@ -97,33 +105,73 @@ def measure_and_plan(
     if seconds is not None:  # torch's one-time start-up, which the first training step would pay
         timer(shapes[0], batch, bptt, device, 0.0, precision)
     clock = time.perf_counter()
+    # up to a second each: five 10-minute plans on an idle machine timed 2x384 at 36.8K to 44.8K
+    # tokens/s in 0.2 s, at 42.3K to 45.9K in 1 s; the epochs planned (and so dropout and weight
+    # decay) follow the speed
+    limit = min(1.0, max(0.02, allowed / 12))
     candidates: list[Candidate] = []
-    for shape in shapes:
-        layers, hidden, parameters = shape.layers, shape.hidden, shape.parameters()
-        recurrent = shape.recurrent_parameters()
+
+    costs: dict[int, float] = {}  # seconds a look at each shape took, building included
+
+    def timed(index: int, window: float) -> Candidate:
+        begun = time.perf_counter()
+        speed = processes * timer(shapes[index], batch, bptt, device, window, precision)
+        costs[index] = time.perf_counter() - begun
+        return _candidate(shapes[index], speed)
+
+    for index, shape in enumerate(shapes):
         if seconds is None:
-            candidates.append(Candidate(layers, hidden, parameters, recurrent))
+            candidates.append(_candidate(shape))
             continue
         if candidates and time.perf_counter() - clock >= allowed:
             # out of measuring time: weights x tokens/s is about constant from one shape to the
             # next (within 20% from 2x128 to 2x512 on a CPU), so the last speed scales down
             last = candidates[-1]
-            speed = last.tokens_per_second * last.parameters / parameters
-            candidates.append(
-                Candidate(layers, hidden, parameters, recurrent, speed, estimated=True)
-            )
-        else:
-            # up to a second each: five 10-minute plans on an idle machine timed 2x384 at 36.8K
-            # to 44.8K tokens/s in 0.2 s, at 42.3K to 45.9K in 1 s; the epochs planned (and so
-            # dropout and weight decay) follow the speed
-            limit = min(1.0, max(0.02, allowed / 12))
-            speed = processes * timer(shape, batch, bptt, device, limit, precision)
-            candidates.append(Candidate(layers, hidden, parameters, recurrent, speed))
+            speed = last.tokens_per_second * last.parameters / shape.parameters()
+            candidates.append(_candidate(shape, speed, estimated=True))
+        else:  # a short look, to find where the budget's limit lies
+            candidates.append(timed(index, limit / 2))
         if limit_reached(candidates[-1], corpus_tokens, seconds, stated):
             break  # larger shapes would be too big as well: no need to time them
+    for _ in range(SECOND_LOOKS if seconds is not None else 0):
+        plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
+        if plan.limited_by == "corpus":
+            break  # no speed would make the next shape fit the corpus
+        chosen = next(i for i, c in enumerate(candidates) if (c.layers, c.hidden) == plan.shape)
+        # the next larger first: only its reading can change the shape
+        for index in [i for i in (chosen + 1, chosen) if i < len(shapes)]:
+            # the whole measurement, torch's start-up included, stays within its share
+            cost = costs.get(index, max(costs.values())) + limit / 2
+            if time.perf_counter() - started + cost > allowed:
+                break
+            again = timed(index, limit)
+            if index < len(candidates):
+                candidates[index] = _faster(candidates[index], again)
+            else:  # the one that was too big fits at its faster reading: look one further
+                candidates.append(again)
     gc.collect()  # the timed models, freed now: left around they slowed training by up to 25%
     plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
     return dataclasses.replace(plan, measuring_seconds=time.perf_counter() - started)
+
+
+def _candidate(
+    shape: ModelConfig, speed: float | None = None, estimated: bool = False
+) -> Candidate:
+    return Candidate(
+        shape.layers,
+        shape.hidden,
+        shape.parameters(),
+        shape.recurrent_parameters(),
+        speed,
+        estimated,
+    )
+
+
+def _faster(before: Candidate, again: Candidate) -> Candidate:
+    """The faster of a shape's two readings (a reading always replaces an estimate)."""
+    if before.estimated or (before.tokens_per_second or 0) < (again.tokens_per_second or 0):
+        return again
+    return before
 
 
 def default_batch(device: torch.device) -> int:

@@ -95,6 +95,10 @@ class SizePlan:
     recurrent: int = 0  # weights of the recurrent layers
     chosen: tuple[str, ...] = ()  # the settings the plan filled in (the others were given)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.layers, self.hidden
+
     def describe(self, cell: str, budget: str) -> str:
         """One line for the start panel: the choice and why."""
         shape = f"{self.layers}x{self.hidden} {cell.upper()}"

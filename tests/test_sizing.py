@@ -155,6 +155,7 @@ def test_measuring_stops_at_the_first_shape_too_big_for_the_budget():
     train = resolve_budget(TrainConfig(max_time=600))
     plan = measure_and_plan(model, train, SHAKESPEARE_TOKENS, torch.device("cpu"), table_speed)
     assert (plan.layers, plan.hidden) == (2, 384)
+    # and no second look: 2x512 is too big for this corpus at any speed
     assert timed[1:] == [(2, 64), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512)]
     # timed in the arithmetic training will use
     assert arithmetic == {resolve_precision("auto", torch.device("cpu"), "lstm")}
@@ -306,3 +307,34 @@ def test_out_of_measuring_time_the_next_shapes_are_estimated_not_dropped():
     # 200K tok/s at 79K weights -> 65K at 244K (2x128) -> 29K at 511K (2x192, 1.6 tokens per
     # weight, above the 1.5 it needs) -> 17K at 877K (2x256, 0.5)
     assert plan.measured == 1 and plan.hidden == 192
+
+
+def test_a_reading_slowed_by_the_machine_is_looked_at_again_before_it_shrinks_the_model():
+    readings: dict[tuple[int, int], int] = {}
+
+    def slowed_once(shape, batch, bptt, device, seconds, precision):
+        key = (shape.layers, shape.hidden)
+        readings[key] = readings.get(key, 0) + 1
+        speed = AVX2_SPEEDS[key] * (32 * 64) / (batch * bptt)
+        # the first reading of 2x256 had the machine busy elsewhere: 4x low
+        return speed / 4 if key == (2, 256) and readings[key] == 1 else speed
+
+    model = ModelConfig(vocab_size=65)
+    train = resolve_budget(TrainConfig(max_time=120))
+    slowed = measure_and_plan(model, train, SHAKESPEARE_TOKENS, torch.device("cpu"), slowed_once)
+    steady = plan_size(candidates(AVX2_SPEEDS), SHAKESPEARE_TOKENS, seconds=120)
+    assert steady.shape == slowed.shape == (2, 256)
+    assert slowed.tokens_per_second == steady.tokens_per_second * (32 * 64) / (16 * 64)
+    # once 2x256 fits, the next larger is timed too (and is too big at 2 minutes)
+    assert readings[(2, 256)] >= 2 and readings[(2, 384)] >= 1
+    assert slowed.measuring_seconds <= 0.03 * 120
+
+
+def test_a_machine_slow_in_every_reading_keeps_a_smaller_model():
+    def busy(shape, batch, bptt, device, seconds, precision):
+        return AVX2_SPEEDS[(shape.layers, shape.hidden)] * (32 * 64) / (batch * bptt) / 4
+
+    model = ModelConfig(vocab_size=65)
+    train = resolve_budget(TrainConfig(max_time=120))
+    plan = measure_and_plan(model, train, SHAKESPEARE_TOKENS, torch.device("cpu"), busy)
+    assert plan.hidden < 256
