@@ -3,20 +3,22 @@
 Nothing here touches a model or a clock: every answer is computed from a `Progress` (step, tokens,
 elapsed seconds, epochs) and the `TrainConfig`, so the schedule is tested on its own.
 
-The learning rate warms up linearly for `warmup` steps, then follows a cosine from the peak down to
-1% of it at the planned end (the largest of the step, time and epoch fractions done). A run that is
-extended on resume (a larger budget) does not jump back up: its cosine restarts from the multiplier
-it had reached and decays to the same floor over what remains of the new budget (the *anchor*).
+The learning rate warms up linearly for `warmup` steps, then falls in a straight line from the peak
+to 1% of it at the planned end (the largest of the step, time and epoch fractions done). A run that
+is extended on resume (a larger budget) does not jump back up: its line restarts from the multiplier
+it had reached and falls to the same floor over what remains of the new budget (the *anchor*).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from .config import TrainConfig
 
+# A straight line, not a cosine: 2x256 at lr 8e-3 for 2,100 steps (2 minutes here) ended 0.012 and
+# 0.007 nats lower with two seeds (1.4834 vs 1.4955, 1.5120 vs 1.5186); the cosine spends the
+# middle of the run at a higher rate and its last fifth near the floor
 MIN_LR_FRACTION = 0.01
 EVALS_PER_RUN = 10
 # of a time budget spent evaluating (sizing.py plans with 5%): at 2 minutes a 2x384 LSTM, trained in
@@ -40,7 +42,7 @@ class Progress:
 class Schedule:
     config: TrainConfig
     steps_per_epoch: int = 1
-    anchor_fraction: float = 0.0  # where the current cosine starts (fraction of the plan)
+    anchor_fraction: float = 0.0  # where the current line starts (fraction of the plan)
     anchor_multiplier: float = 1.0  # and the multiplier it starts from
 
     def fraction_done(self, progress: Progress) -> float | None:
@@ -57,16 +59,15 @@ class Schedule:
         return min(1.0, max(fractions)) if fractions else None
 
     def multiplier(self, progress: Progress) -> float:
-        """The cosine part of the learning rate, as a fraction of the peak --lr."""
+        """The decaying part of the learning rate, as a fraction of the peak --lr."""
         done = self.fraction_done(progress)
         if done is None:
             return self.anchor_multiplier
         start = self.anchor_fraction
         span = max(1e-12, 1.0 - start)
         position = min(1.0, max(0.0, (done - start) / span))
-        cosine = 0.5 * (1 + math.cos(math.pi * position))
         floor = min(MIN_LR_FRACTION, self.anchor_multiplier)
-        return floor + (self.anchor_multiplier - floor) * cosine
+        return floor + (self.anchor_multiplier - floor) * (1.0 - position)
 
     def lr(self, progress: Progress, scale: float = 1.0) -> float:
         """The learning rate for the step about to be taken."""

@@ -314,7 +314,8 @@ KILL_SCRIPT = textwrap.dedent(
         charrnn.train([corpus], run_dir=out,
             model_config=ModelConfig(hidden=160, embed=16, layers=2, dropout=0.1),
             train_config=TrainConfig(max_steps=40, eval_every=1, batch_size=4, bptt=8, lr=1e-2,
-                                     warmup=5, log_every=1, seed=5, threads=1))
+                                     warmup=5, log_every=1, seed=5, threads=1,
+                                     patience=1000))  # all 40 steps, however validation goes
     """
 )
 

@@ -13,11 +13,12 @@ def schedule(**config) -> Schedule:
     return Schedule(TrainConfig(**{**base, **config}), steps_per_epoch=10)
 
 
-def test_warmup_then_cosine_to_one_percent():
+def test_warmup_then_a_straight_line_to_one_percent():
     s = schedule(max_steps=100, warmup=10)
     assert s.lr(Progress(step=0)) == pytest.approx(1e-2 * s.multiplier(Progress()) / 10)
     assert s.lr(Progress(step=9)) == pytest.approx(1e-2 * s.multiplier(Progress(step=9)))
     assert s.lr(Progress(step=50)) == pytest.approx(1e-2 * (0.01 + 0.99 * 0.5))
+    assert s.lr(Progress(step=80)) == pytest.approx(1e-2 * (0.01 + 0.99 * 0.2))  # a cosine: 0.1
     assert s.lr(Progress(step=100)) == pytest.approx(1e-2 * MIN_LR_FRACTION)
     lrs = [s.lr(Progress(step=k)) for k in range(10, 101)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
