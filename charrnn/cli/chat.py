@@ -40,6 +40,11 @@ def chat(
     interactive = sys.stdin.isatty()
     if interactive:
         import readline  # noqa: F401  (arrow-key history for input())
+        import signal
+
+        # Ctrl-C stops a reply even when chat was started with SIGINT ignored (a background
+        # job of a script inherits that, and Python then never raises KeyboardInterrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
         console().print(chat_header(session.model, session, checkpoint_path or "newest run"))
 
