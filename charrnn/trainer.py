@@ -36,9 +36,10 @@ from .events import EventCallback, TrainEvent, TrainResult
 from .guard import DivergenceGuard, TrainingError
 from .measuring import choose_sizes
 from .model import Hidden, RNNLanguageModel
+from .replanning import replan_from_speed, settling_seconds
 from .rundir import RunDir
-from .schedule import EVALS_PER_RUN, Progress, Schedule
-from .sizing import EVAL_SHARE, SizePlan, budget_text, replanned, tokens_on_course
+from .schedule import Progress, Schedule
+from .sizing import SizePlan, budget_text
 from .stepping import train_step
 from .trainstate import capture, rank_state, restore
 from .validating import final_evaluation, run_evaluation, subsampled
@@ -119,7 +120,7 @@ class Trainer:
         self.elapsed_before = self.size_plan.measuring_seconds if self.size_plan else 0.0
         self.replan: SizePlan | None = None  # the plan again, from the speed training delivers
         # tokens, clock and evaluation seconds where the speed the re-plan uses is measured from
-        self._speed_mark = (0, 0.0, 0.0)
+        self.speed_mark = (0, 0.0, 0.0)
         self.agreed_elapsed = 0.0  # rank 0's clock, the one every rank's schedule reads
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
@@ -226,57 +227,6 @@ class Trainer:
             self.group,
         )
 
-    def replan_from_speed(self) -> None:
-        """At a timed run's first evaluation, plan the dropout and weight decay it chose again
-        from the tokens/s its training delivers (past the start-up) and the evaluations' share so
-        far: the second of timing before the run has read from 2.6x low to a third high on one
-        otherwise idle CPU, and with the epochs planned from it the regularisation is off
-        (BENCHMARKS.md, rounds 11 and 12). The shape and chunk length stay: weights are trained, batches laid out."""
-        plan, c = self.size_plan, self.config
-        if plan is None or not plan.chosen or c.max_time is None or self.replan is not None:
-            return
-        tokens, clock, eval_seconds = self._speed_mark
-        seconds = time.perf_counter() - clock - (self.eval_seconds - eval_seconds)
-        if self.tokens <= tokens or seconds <= 0:
-            return
-        speed = (self.tokens - tokens) / seconds
-        eval_share = min(EVAL_SHARE, self.eval_seconds / max(1e-9, self.elapsed))
-        corpus_tokens = self.corpus.stats.train_tokens  # as the plan counted its epochs
-        stated = None
-        if c.max_steps is not None:
-            stated = c.max_steps * c.batch_size * c.bptt * self.group.world
-        if c.epochs is not None:
-            stated = min(stated or math.inf, c.epochs * corpus_tokens)
-        left = c.max_time - self.elapsed
-        course = tokens_on_course(self.tokens, speed, left, stated, eval_share)
-        self.replan = new = self.group.share(replanned(plan, course, corpus_tokens, speed))
-        self.model.set_dropout(new.dropout)
-        self.config.weight_decay = new.weight_decay
-        for group in self.optimizer.param_groups:
-            group["weight_decay"] = new.weight_decay
-        self.guard.remember(self.model, self.optimizer)  # a recovery keeps the new settings
-        self._write_config()
-        changes = [
-            f"{name} {before:g} -> {after:g}"
-            for name, before, after in (
-                ("dropout", plan.dropout, new.dropout),
-                ("weight decay", plan.weight_decay, new.weight_decay),
-            )
-            if before != after
-        ]
-        if changes:
-            self._emit(
-                "replan",
-                message=f"training delivers {speed:,.0f} tok/s (timed at "
-                f"{plan.tokens_per_second or 0:,.0f}): ~{new.epochs:.1f} epochs, so "
-                + ", ".join(changes),
-            )
-
-    def _settling(self) -> float:
-        """Seconds of a session after which its speed is measured for the re-plan: half the way to
-        a timed run's first evaluation."""
-        return (self.config.max_time or math.inf) / EVALS_PER_RUN / 2
-
     def _write_config(self) -> None:
         """config.json: the settings the run trains with, its plan and any re-plan."""
         if self.run_dir is None:
@@ -318,7 +268,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         self._started = time.perf_counter()
-        self._speed_mark = (self.tokens, self._started, self.eval_seconds)
+        self.speed_mark = (self.tokens, self._started, self.eval_seconds)
         settled = False  # whether the speed mark has moved past the run's start-up
         self._write_config()
         if self.step == 0:
@@ -342,9 +292,9 @@ class Trainer:
                 change = self.governor.observe(tokens, time.perf_counter() - step_started)
                 if change:
                     self._emit("warning", message=change)
-            if not settled and time.perf_counter() - self._started >= self._settling():
+            if not settled and time.perf_counter() - self._started >= settling_seconds(self.config):
                 # the re-plan's speed leaves out the start-up (first steps, the thread probes)
-                self._speed_mark = (self.tokens, time.perf_counter(), self.eval_seconds)
+                self.speed_mark = (self.tokens, time.perf_counter(), self.eval_seconds)
                 settled = True
             if synced and not self.guard.healthy(loss):
                 continue
@@ -365,7 +315,10 @@ class Trainer:
                 self.progress, self.last_eval, self.last_eval_seconds, self.eval_seconds
             ):
                 run_evaluation(self)
-                self.replan_from_speed()
+                if (message := replan_from_speed(self)) is not None:
+                    self._write_config()
+                    if message:
+                        self._emit("replan", message=message)
                 # tokens/s measures training, not evaluation: start a fresh window
                 window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
             every = self.config.sample_every
