@@ -158,8 +158,7 @@ class Beam:
             if row.done:
                 candidates.append((self.rank(row.logprob, row.tokens), index, None))
                 continue
-            scores = allowed[index].copy()
-            scores[UNK_ID] = -np.inf
+            scores = allowed[index]  # <unk> is out already (decode)
             options = [row.forced[0]] if row.forced else np.argsort(-scores)[: self.width]
             for token in options:
                 logprob = row.logprob + float(scores[token])

@@ -65,10 +65,11 @@ def time_training(
 
 
 # Looks again, for longer, at the next larger shape than the one chosen and at the chosen one,
-# keeping each one's fastest reading: the choice rests on those two, and a short reading is only ever low (whole windows slowed by the
-# machine): fresh processes timed 2x256 here at 20.3K, 12.3K, 22.2K and 18.2K tokens/s in 0.3 s,
-# and two 2-minute plans read 2-2.6x below the speed training then delivered and chose 2x128
-# and 2x192 over 2x256. A busy machine is slow in every reading, so its plan stays small.
+# keeping each one's fastest reading: the choice rests on those two, and a short reading is only
+# ever low (whole windows slowed by the machine): fresh processes timed 2x256 here at 20.3K, 12.3K,
+# 22.2K and 18.2K tokens/s in 0.3 s, and two 2-minute plans read 2-2.6x below the speed training
+# then delivered and chose 2x128 and 2x192 over 2x256. A busy machine is slow in every reading, so
+# its plan stays small.
 SECOND_LOOKS = 2
 
 
@@ -110,7 +111,6 @@ def measure_and_plan(
     # decay) follow the speed
     limit = min(1.0, max(0.02, allowed / 12))
     candidates: list[Candidate] = []
-
     costs: dict[int, float] = {}  # seconds a look at each shape took, building included
 
     def timed(index: int, window: float) -> Candidate:
