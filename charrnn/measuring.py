@@ -26,6 +26,7 @@ from .sizing import (
     limit_reached,
     lr_for,
     plan_size,
+    stated_tokens,
 )
 
 
@@ -86,11 +87,7 @@ def measure_and_plan(
     processes training together (distributed.py) each step trains `processes` batches."""
     batch, bptt = train.batch_size or default_batch(device), train.bptt or BPTT
     embed = model.embed if model.embed is not None else EMBED
-    stated = None
-    if train.max_steps is not None:
-        stated = train.max_steps * batch * bptt
-    elif train.epochs is not None:
-        stated = train.epochs * corpus_tokens
+    stated = stated_tokens(train, corpus_tokens, batch, bptt, processes)
     seconds = train.max_time
     if seconds is None and stated is None:  # open-ended: sized like the default run
         seconds = DEFAULT_BUDGET

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .config import TrainConfig
 from .schedule import EVALS_PER_RUN
-from .sizing import EVAL_SHARE, replanned, tokens_on_course
+from .sizing import EVAL_SHARE, replanned, stated_tokens, tokens_on_course
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -42,11 +42,7 @@ def replan_from_speed(trainer: Trainer) -> str | None:
     speed = (trainer.tokens - tokens) / seconds
     eval_share = min(EVAL_SHARE, trainer.eval_seconds / max(1e-9, trainer.elapsed))
     corpus_tokens = trainer.corpus.stats.train_tokens  # as the plan counted its epochs
-    stated = None
-    if c.max_steps is not None:
-        stated = c.max_steps * c.batch_size * c.bptt * trainer.group.world
-    if c.epochs is not None:
-        stated = min(stated or math.inf, c.epochs * corpus_tokens)
+    stated = stated_tokens(c, corpus_tokens, c.batch_size, c.bptt, trainer.group.world)
     course = tokens_on_course(
         trainer.tokens, speed, c.max_time - trainer.elapsed, stated, eval_share
     )

@@ -211,6 +211,19 @@ def tokens_on_course(
     return min(bought, stated) if stated is not None else bought
 
 
+def stated_tokens(
+    config: TrainConfig, corpus_tokens: int, batch: int, bptt: int, processes: int = 1
+) -> float | None:
+    """Training tokens a step or epoch budget states (whichever ends first; each step trains
+    `processes` batches), or None when the budget is only a time."""
+    bounds = []
+    if config.max_steps is not None:
+        bounds.append(config.max_steps * batch * bptt * processes)
+    if config.epochs is not None:
+        bounds.append(config.epochs * corpus_tokens)
+    return min(bounds) if bounds else None
+
+
 def budget_tokens(candidate: Candidate, seconds: float | None, tokens: float | None) -> float:
     """Training tokens a budget buys: speed x the time left for training, or the tokens a step
     or epoch budget states, whichever ends first."""

@@ -23,6 +23,7 @@ from charrnn.sizing import (
     ladder,
     plan_size,
     replanned,
+    stated_tokens,
     tokens_on_course,
     tokens_per_weight_for,
     weight_decay_for,
@@ -338,3 +339,12 @@ def test_a_machine_slow_in_every_reading_keeps_a_smaller_model():
     train = resolve_budget(TrainConfig(max_time=120))
     plan = measure_and_plan(model, train, SHAKESPEARE_TOKENS, torch.device("cpu"), busy)
     assert plan.hidden < 256
+
+
+def test_a_step_and_an_epoch_budget_state_the_tokens_of_whichever_ends_first():
+    steps, epochs = TrainConfig(max_steps=100), TrainConfig(epochs=2.0)
+    assert stated_tokens(steps, 10_000, 16, 64) == 102_400
+    assert stated_tokens(steps, 10_000, 16, 64, processes=2) == 204_800  # two batches a step
+    assert stated_tokens(epochs, 10_000, 16, 64) == 20_000
+    assert stated_tokens(TrainConfig(max_steps=100, epochs=2.0), 10_000, 16, 64) == 20_000
+    assert stated_tokens(TrainConfig(max_time=60.0), 10_000, 16, 64) is None
