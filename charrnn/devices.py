@@ -104,6 +104,12 @@ def use_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def thread_counts(most: int | None = None) -> list[int]:
+    """The CPU thread counts ThreadGovernor picks between, the one it starts on first."""
+    most = most or DEFAULT_THREADS
+    return [most, 1] if most > 1 else [1]
+
+
 class ThreadGovernor:
     """Keeps whichever CPU thread count is fastest right now.
 
@@ -117,12 +123,18 @@ class ThreadGovernor:
     order of floating-point sums).
     """
 
-    def __init__(self, most: int | None = None, min_window: float = 0.25, reprobe_every: int = 20):
-        most = most or DEFAULT_THREADS
-        self.counts = [most, 1] if most > 1 else [1]
+    def __init__(
+        self,
+        most: int | None = None,
+        min_window: float = 0.25,
+        reprobe_every: int = 20,
+        start: int | None = None,
+    ):
+        self.counts = thread_counts(most)
         self.min_window, self.reprobe_every = min_window, reprobe_every
         self.rates: dict[int, float] = {}
-        self.queue = list(self.counts)  # each count once at the start
+        # each count once at the start, unless a measurement already chose one (measuring.py)
+        self.queue = [start] if start in self.counts else list(self.counts)
         self.current = self.queue.pop(0)
         self.chosen = self.current
         self.windows, self.units, self.seconds = 0, 0.0, 0.0

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from .config import DEFAULT_BUDGET, ModelConfig, TrainConfig
-from .devices import adam_kernel, autocast, resolve_precision
+from .devices import adam_kernel, autocast, resolve_precision, thread_counts
 from .model import RNNLanguageModel, sequence_loss
 from .sizing import (
     BPTT,
@@ -81,10 +81,13 @@ def measure_and_plan(
     device: torch.device,
     timer: Callable[..., float] = time_training,
     processes: int = 1,
+    threads: list[int] | None = None,
 ) -> SizePlan:
     """Time the candidate shapes (smallest first, stopping once one is too big for the budget
     or the corpus, or `MEASURE_SHARE` of the budget is spent), then `plan_size`. With several
-    processes training together (distributed.py) each step trains `processes` batches."""
+    processes training together (distributed.py) each step trains `processes` batches.
+    `threads`: the CPU thread counts training may pick between (ThreadGovernor), the starting
+    one first; shapes are timed at the faster of them, as training will run."""
     batch, bptt = train.batch_size or default_batch(device), train.bptt or BPTT
     embed = model.embed if model.embed is not None else EMBED
     stated = stated_tokens(train, corpus_tokens, batch, bptt, processes)
@@ -100,6 +103,8 @@ def measure_and_plan(
             shape.embed = hidden
         shapes.append(shape)
     precision = resolve_precision(train.precision, device, model.cell)
+    counts = threads if seconds is not None and threads else [torch.get_num_threads()]
+    torch.set_num_threads(counts[0])
     if seconds is not None:  # torch's one-time start-up, which the first training step would pay
         timer(shapes[0], batch, bptt, device, 0.0, precision)
     clock = time.perf_counter()
@@ -130,16 +135,36 @@ def measure_and_plan(
             candidates.append(timed(index, limit / 2))
         if limit_reached(candidates[-1], corpus_tokens, seconds, stated):
             break  # larger shapes would be too big as well: no need to time them
+
+    def affordable(index: int) -> bool:
+        # the whole measurement, torch's start-up included, stays within its share
+        cost = costs.get(index, max(costs.values())) + limit / 2
+        return time.perf_counter() - started + cost <= allowed
+
+    def chosen_index() -> int:
+        plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
+        return next(i for i, c in enumerate(candidates) if (c.layers, c.hidden) == plan.shape)
+
+    kept = counts[0]
+    for fewer in counts[1:]:
+        # another program using the CPU makes torch's threads wait on each other (devices.py):
+        # the governor then trains on fewer, so the plan must time the shape at that count
+        index = chosen_index()
+        if not affordable(index):
+            break
+        torch.set_num_threads(fewer)
+        reading = timed(index, limit / 2)
+        if (reading.tokens_per_second or 0) > (candidates[index].tokens_per_second or 0):
+            candidates[index], kept = reading, fewer
+        torch.set_num_threads(kept)
     for _ in range(SECOND_LOOKS if seconds is not None else 0):
         plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
         if plan.limited_by == "corpus":
             break  # no speed would make the next shape fit the corpus
-        chosen = next(i for i, c in enumerate(candidates) if (c.layers, c.hidden) == plan.shape)
+        chosen = chosen_index()
         # the next larger first: only its reading can change the shape
         for index in [i for i in (chosen + 1, chosen) if i < len(shapes)]:
-            # the whole measurement, torch's start-up included, stays within its share
-            cost = costs.get(index, max(costs.values())) + limit / 2
-            if time.perf_counter() - started + cost > allowed:
+            if not affordable(index):
                 break
             again = timed(index, limit)
             if index < len(candidates):
@@ -148,7 +173,11 @@ def measure_and_plan(
                 candidates.append(again)
     gc.collect()  # the timed models, freed now: left around they slowed training by up to 25%
     plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
-    return dataclasses.replace(plan, measuring_seconds=time.perf_counter() - started)
+    return dataclasses.replace(
+        plan,
+        measuring_seconds=time.perf_counter() - started,
+        threads=kept if seconds is not None and device.type == "cpu" else None,
+    )
 
 
 def _candidate(
@@ -194,7 +223,12 @@ def choose_sizes(
     if train.weight_decay is None and train.optimizer != "adamw":
         train.weight_decay = 0.0  # coupled to the gradient, as Adam and SGD apply it, 0.1 is huge
     if None in (model.layers, model.hidden, model.dropout, train.weight_decay):
-        plan = measure_and_plan(model, train, corpus_tokens, device, processes=processes)
+        # without --threads a lone CPU process lets ThreadGovernor pick the count as it trains
+        governed = train.threads is None and device.type == "cpu" and processes == 1
+        threads = thread_counts() if governed else None
+        plan = measure_and_plan(
+            model, train, corpus_tokens, device, processes=processes, threads=threads
+        )
         # what training may plan again from the speed it delivers (Trainer.replan)
         chosen = tuple(
             name

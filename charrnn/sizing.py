@@ -94,6 +94,7 @@ class SizePlan:
     measuring_seconds: float = 0.0
     recurrent: int = 0  # weights of the recurrent layers
     chosen: tuple[str, ...] = ()  # the settings the plan filled in (the others were given)
+    threads: int | None = None  # the CPU thread count the shapes were timed at
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -103,6 +104,8 @@ class SizePlan:
         """One line for the start panel: the choice and why."""
         shape = f"{self.layers}x{self.hidden} {cell.upper()}"
         speed = f" at {self.tokens_per_second:,.0f} tok/s" if self.tokens_per_second else ""
+        if speed and self.threads:
+            speed += f" on {self.threads} thread{'s' if self.threads > 1 else ''}"
         why = {
             "time": f"the largest of {self.measured or 'the'} shapes timed here that sees "
             f">= {tokens_per_weight_for(self.hidden):g} tokens per weight at lr {self.lr:g}",

@@ -93,7 +93,8 @@ class Trainer:
         # without --threads, the thread count follows the machine's load (devices.py); ranks
         # sharing a CPU keep the count torchrun gave them
         auto_threads = self.config.threads is None and not group.active
-        self.governor = ThreadGovernor() if auto_threads else None
+        start = self.size_plan.threads if self.size_plan else None
+        self.governor = ThreadGovernor(start=start) if auto_threads else None
         torch.manual_seed(self.config.seed)
         self.model = RNNLanguageModel(model_config).to(self.device)
         self.stepped = group.wrap(self.model)  # the model DDP averages gradients of, or itself

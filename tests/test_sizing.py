@@ -12,13 +12,14 @@ import charrnn
 from charrnn import checkpoint
 from charrnn.cache import prepare
 from charrnn.config import ModelConfig, TrainConfig, resolve_budget
-from charrnn.devices import resolve_precision
+from charrnn.devices import ThreadGovernor, resolve_precision
 from charrnn.measuring import choose_sizes, measure_and_plan
 from charrnn.rundir import RunDir
 from charrnn.sizing import (
     HIDDEN_LADDER,
     RECURRENT_WEIGHTS_PER_CORPUS_TOKEN,
     Candidate,
+    SizePlan,
     dropout_for,
     ladder,
     plan_size,
@@ -339,6 +340,56 @@ def test_a_machine_slow_in_every_reading_keeps_a_smaller_model():
     train = resolve_budget(TrainConfig(max_time=120))
     plan = measure_and_plan(model, train, SHAKESPEARE_TOKENS, torch.device("cpu"), busy)
     assert plan.hidden < 256
+
+
+def load_shared_timer(two_threads: float, one_thread: float):
+    """A timer for a machine whose speed depends on the thread count it is timed at."""
+
+    def timer(shape, batch, bptt, device, seconds, precision):
+        share = two_threads if torch.get_num_threads() == 2 else one_thread
+        return AVX2_SPEEDS[(shape.layers, shape.hidden)] * (32 * 64) / (batch * bptt) * share
+
+    return timer
+
+
+def plan_at_share(share: float) -> SizePlan:
+    """The 2-minute plan from steady readings at `share` of the AVX2 speeds (16 x 64 batches)."""
+    speeds = {shape: speed * share * 2 for shape, speed in AVX2_SPEEDS.items()}
+    return plan_size(candidates(speeds), SHAKESPEARE_TOKENS, seconds=120)
+
+
+def test_beside_another_program_the_shapes_are_timed_on_the_thread_count_training_will_use():
+    before = torch.get_num_threads()
+    model = ModelConfig(vocab_size=65)
+    train = resolve_budget(TrainConfig(max_time=120))
+    cpu = torch.device("cpu")
+    try:
+        # another CPU-bound program: two threads keep 21% of their idle speed, one keeps 56%
+        hogged = load_shared_timer(0.21, 0.56)
+        plan = measure_and_plan(model, train, SHAKESPEARE_TOKENS, cpu, hogged, threads=[2, 1])
+        assert plan_at_share(0.21).hidden < plan_at_share(0.56).hidden  # timing at 2 would lose
+        assert (plan.shape, plan.threads) == (plan_at_share(0.56).shape, 1)
+        assert torch.get_num_threads() == 1  # the count training starts on
+        assert " tok/s on 1 thread " in plan.describe("lstm", "2 min")
+        # idle, two threads are the faster: the plan is the one without the look at one thread
+        idle = measure_and_plan(
+            model, train, SHAKESPEARE_TOKENS, cpu, load_shared_timer(1.0, 0.6), threads=[2, 1]
+        )
+        assert (idle.shape, idle.threads) == (plan_at_share(1.0).shape, 2)
+        assert idle.measuring_seconds <= 0.03 * 120
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_thread_governor_started_on_a_measured_count_keeps_it_until_it_probes():
+    governor = ThreadGovernor(most=2, min_window=0.0, reprobe_every=3, start=1)
+    assert governor.current == torch.get_num_threads() == 1
+    counts = [governor.current]
+    for _ in range(4):
+        governor.observe(100, 1.0)
+        counts.append(governor.current)
+    assert counts[:3] == [1, 1, 1] and 2 in counts  # no probe at the start, one later
+    torch.set_num_threads(1)
 
 
 def test_a_step_and_an_epoch_budget_state_the_tokens_of_whichever_ends_first():
