@@ -107,7 +107,6 @@ def measure_and_plan(
     torch.set_num_threads(counts[0])
     if seconds is not None:  # torch's one-time start-up, which the first training step would pay
         timer(shapes[0], batch, bptt, device, 0.0, precision)
-    clock = time.perf_counter()
     # up to a second each: five 10-minute plans on an idle machine timed 2x384 at 36.8K to 44.8K
     # tokens/s in 0.2 s, at 42.3K to 45.9K in 1 s; the epochs planned (and so dropout and weight
     # decay) follow the speed
@@ -121,11 +120,37 @@ def measure_and_plan(
         costs[index] = time.perf_counter() - begun
         return _candidate(shapes[index], speed)
 
+    def affordable(index: int) -> bool:
+        # the whole measurement, torch's start-up included, stays within its share (a look
+        # costs up to a fifth more than the last one at that shape on a busy machine)
+        cost = 1.2 * costs.get(index, max(costs.values())) + limit / 2
+        return time.perf_counter() - started + cost <= allowed
+
+    def reached(index: int) -> bool:
+        return limit_reached(candidates[index], corpus_tokens, seconds, stated)
+
+    kept, settled = counts[0], len(counts) == 1
+
+    def settle_threads(index: int) -> None:
+        # another program using the CPU makes torch's threads wait on each other (devices.py):
+        # ThreadGovernor then trains on fewer, so the shapes are timed at the count it will keep;
+        # a switch needs the kept count's second reading to lose as well (one can be slowed)
+        nonlocal kept
+        for fewer in counts[1:]:
+            torch.set_num_threads(fewer)
+            reading = timed(index, limit / 2)
+            torch.set_num_threads(kept)
+            if _speed(reading) > _speed(candidates[index]):
+                candidates[index] = _faster(candidates[index], timed(index, limit / 2))
+            if _speed(reading) > _speed(candidates[index]):
+                candidates[index], kept = reading, fewer
+                torch.set_num_threads(kept)
+
     for index, shape in enumerate(shapes):
         if seconds is None:
             candidates.append(_candidate(shape))
             continue
-        if candidates and time.perf_counter() - clock >= allowed:
+        if candidates and not affordable(index):
             # out of measuring time: weights x tokens/s is about constant from one shape to the
             # next (within 20% from 2x128 to 2x512 on a CPU), so the last speed scales down
             last = candidates[-1]
@@ -133,30 +158,18 @@ def measure_and_plan(
             candidates.append(_candidate(shape, speed, estimated=True))
         else:  # a short look, to find where the budget's limit lies
             candidates.append(timed(index, limit / 2))
-        if limit_reached(candidates[-1], corpus_tokens, seconds, stated):
+            # at the second shape: the first is too small for a second thread to matter
+            last = index == len(shapes) - 1 or reached(index)
+            if not settled and (index >= 1 or last) and affordable(index):
+                settle_threads(index)
+                settled = True
+        if reached(index):
             break  # larger shapes would be too big as well: no need to time them
-
-    def affordable(index: int) -> bool:
-        # the whole measurement, torch's start-up included, stays within its share
-        cost = costs.get(index, max(costs.values())) + limit / 2
-        return time.perf_counter() - started + cost <= allowed
 
     def chosen_index() -> int:
         plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
         return next(i for i, c in enumerate(candidates) if (c.layers, c.hidden) == plan.shape)
 
-    kept = counts[0]
-    for fewer in counts[1:]:
-        # another program using the CPU makes torch's threads wait on each other (devices.py):
-        # the governor then trains on fewer, so the plan must time the shape at that count
-        index = chosen_index()
-        if not affordable(index):
-            break
-        torch.set_num_threads(fewer)
-        reading = timed(index, limit / 2)
-        if (reading.tokens_per_second or 0) > (candidates[index].tokens_per_second or 0):
-            candidates[index], kept = reading, fewer
-        torch.set_num_threads(kept)
     for _ in range(SECOND_LOOKS if seconds is not None else 0):
         plan = plan_size(candidates, corpus_tokens, seconds=seconds, tokens=stated)
         if plan.limited_by == "corpus":
@@ -193,11 +206,13 @@ def _candidate(
     )
 
 
+def _speed(candidate: Candidate) -> float:
+    return candidate.tokens_per_second or 0.0
+
+
 def _faster(before: Candidate, again: Candidate) -> Candidate:
     """The faster of a shape's two readings (a reading always replaces an estimate)."""
-    if before.estimated or (before.tokens_per_second or 0) < (again.tokens_per_second or 0):
-        return again
-    return before
+    return again if before.estimated or _speed(before) < _speed(again) else before
 
 
 def default_batch(device: torch.device) -> int:
