@@ -206,6 +206,8 @@ class TrainConfig:
     max_bad_steps: int = 5
     precision: str = "auto"  # auto: devices.resolve_precision
     sync_every: int | None = None  # steps between host syncs; None: 1 on a CPU, log_every on GPUs
+    # a planned run averages its last weights and keeps the average if it scores lower
+    average_weights: bool = True
 
     def validate(self, resolved: bool = True) -> TrainConfig:
         """`resolved=False` checks what is given before sizes left as None are planned."""

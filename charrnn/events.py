@@ -12,7 +12,7 @@ from pathlib import Path
 
 @dataclass
 class TrainEvent:
-    kind: str  # start | log | eval | replan | final | sample | warning | end
+    kind: str  # start | log | eval | replan | average | final | sample | warning | end
     step: int
     epoch: float
     tokens: int
@@ -27,6 +27,7 @@ class TrainEvent:
     grad_norm: float | None = None
     tokens_per_sec: float | None = None
     progress: float | None = None  # fraction of the planned run done, when the end is known
+    final_weights_loss: float | None = None  # "average": the final weights' val_loss beside it
     message: str = ""
     text: str = ""
     improved: bool = False

@@ -88,3 +88,6 @@ def _take_step(trainer: Trainer, hidden: Hidden | None, tokens: int) -> None:
         trainer.hidden = detach_hidden(hidden)
         trainer.step += 1
         trainer.tokens += tokens * trainer.group.world  # every rank trained a batch
+        if trainer.config.average_weights:
+            done = trainer.schedule.fraction_done(trainer.progress)
+            trainer.average.update(trainer.model, done, trainer.step)

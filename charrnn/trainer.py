@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .averaging import WeightAverage
 from .batching import StreamBatcher
 from .cache import PreparedCorpus
 from .config import DataConfig, ModelConfig, TrainConfig, resolve_budget, to_dict
@@ -42,7 +43,7 @@ from .schedule import Progress, Schedule
 from .sizing import SizePlan, budget_text
 from .stepping import train_step
 from .trainstate import capture, rank_state, restore
-from .validating import final_evaluation, run_evaluation, subsampled
+from .validating import consider_average, final_evaluation, run_evaluation, subsampled
 
 LN2 = math.log(2.0)
 
@@ -138,6 +139,8 @@ class Trainer:
         self.since_best: list[float] = []  # validation losses after the best one
         self.best_full_val_loss: float | None = None  # best.pt on the whole split, at the end
         self._best_weights: dict | None = None
+        # the weights' moving average over the end of a planned run (averaging.py)
+        self.average = WeightAverage()
         self.sources = corpus.origins or list(corpus.stats.sources)
         self.resumed = resume_state is not None
         if resume_state is not None:
@@ -199,7 +202,7 @@ class Trainer:
             progress=self.schedule.fraction_done(progress),
             **values,
         )
-        if kind in ("log", "eval", "final"):
+        if kind in ("log", "eval", "average", "final"):
             record = {k: v for k, v in asdict(event).items() if k not in ("text", "message")}
             self.history.append(record)
             if self.run_dir is not None:
@@ -215,6 +218,7 @@ class Trainer:
     def _recover(self, why: str) -> None:
         message = self.guard.restore(self.model, self.optimizer, why)
         self.hidden = None
+        self.average.reset()  # it may hold the steps that diverged
         self._emit("warning", message=message)
 
     def evaluate(self, limit: int | None = None) -> Evaluation:
@@ -326,10 +330,11 @@ class Trainer:
             if self.sampler and every and self.step % every == 0:
                 self._sample()
         interrupted = stop_reason == "interrupted"
+        kept = None if interrupted else consider_average(self)
         if interrupted:
             self._save(best=False)
-        elif self.last_eval is None or self.last_eval.step != self.step:
-            run_evaluation(self, final=True)
+        elif kept is not None or self.last_eval is None or self.last_eval.step != self.step:
+            run_evaluation(self, final=True, result=kept)
         elif self.best_full_val_loss is None and subsampled(self, self.config.eval_tokens or 0):
             final_evaluation(self, self.best_step == self.step)
         self.elapsed_before, self._started = self.elapsed, None

@@ -72,6 +72,7 @@ def capture(trainer: Trainer) -> dict[str, Any]:
         "hidden": hidden,
         "rng": {"torch": torch.get_rng_state()},
         "scaler": trainer.scaler.state_dict() if trainer.scaler else None,
+        "average": trainer.average.state_dict(),
         "corpus": corpus_record(trainer),
         "metrics": {
             "val_loss": trainer.last_val_loss,
@@ -101,6 +102,7 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     if trainer.scaler and state.get("scaler"):
         trainer.scaler.load_state_dict(state["scaler"])
     trainer.batcher.load_state_dict(state["batcher"])
+    trainer.average.load_state_dict(state.get("average"), trainer.model)  # older ones lack it
     # The schedule the run had; a new budget continues its LR curve (Schedule.extended).
     before = Schedule(
         from_dict(TrainConfig, state["train_config"]), trainer.schedule.steps_per_epoch

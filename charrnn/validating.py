@@ -4,7 +4,8 @@ While training, evaluations read a fixed subsample of the validation split (`--e
 enough to rank checkpoints at a small share of the budget; best.pt follows that ranking. The last
 evaluation scores the whole split (up to FINAL_EVAL_TOKENS) for the final weights and for best.pt,
 and the whole split overrules the subsample: if the final weights score lower, they become best.pt.
-The loop that calls these is trainer.py's.
+Before that, a planned run's averaged weights (averaging.py) are scored beside its final weights,
+and the lower become the final weights. The loop that calls these is trainer.py's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
-from .evaluation import eval_streams, evaluate
+from .evaluation import Evaluation, eval_streams, evaluate
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -23,10 +24,11 @@ if TYPE_CHECKING:
 FINAL_EVAL_TOKENS = 4_000_000
 
 
-def run_evaluation(trainer: Trainer, final: bool = False) -> None:
-    """Validate on the subsample, rank and save the checkpoint; a final evaluation also scores
-    the whole split for the final weights and for best.pt."""
-    result = trainer.evaluate(trainer.config.eval_tokens)
+def run_evaluation(trainer: Trainer, final: bool = False, result: Evaluation | None = None) -> None:
+    """Validate on the subsample (or take `result`, the model's weights already scored on it),
+    rank and save the checkpoint; a final evaluation also scores the whole split for the final
+    weights and for best.pt."""
+    result = result or trainer.evaluate(trainer.config.eval_tokens)
     # rank 0's seconds, so that every rank agrees when the next evaluation is due
     trainer.last_eval_seconds = trainer.group.share(result.seconds)
     trainer.eval_seconds += trainer.last_eval_seconds
@@ -57,6 +59,37 @@ def run_evaluation(trainer: Trainer, final: bool = False) -> None:
     trainer.guard.remember(trainer.model, trainer.optimizer)
     if final and subsampled(trainer, result.tokens):
         final_evaluation(trainer, improved)
+
+
+def consider_average(trainer: Trainer) -> Evaluation | None:
+    """At the end of a run that kept a weight average: score it beside the final weights on the
+    subsample and keep the lower in the model. Returns the kept weights' evaluation, or None when
+    there is nothing new to rank (no average, or the final weights kept, scored at this step)."""
+    average = trainer.average
+    if average.shadow is None:
+        return None
+    scored_here = trainer.last_eval is not None and trainer.last_eval.step == trainer.step
+    final = None if scored_here else trainer.evaluate(trainer.config.eval_tokens)
+    final_loss = final.loss if final is not None else trainer.last_val_loss
+    with average.applied(trainer.model):
+        averaged = trainer.evaluate(trainer.config.eval_tokens)
+    adopted = final_loss is None or averaged.loss < final_loss
+    spare = final if adopted else averaged  # the evaluation not handed on to run_evaluation
+    if spare is not None:
+        trainer.eval_seconds += trainer.group.share(spare.seconds)
+    trainer._emit(
+        "average",
+        val_loss=averaged.loss,
+        final_weights_loss=final_loss,
+        improved=adopted,
+        message=f"the average of the last {average.steps:,} steps' weights validates at "
+        f"{averaged.loss:.4f}, the final weights at {final_loss or float('nan'):.4f}: "
+        + ("the average is kept" if adopted else "the final weights are kept"),
+    )
+    if adopted:
+        average.adopt(trainer.model)
+        return averaged
+    return final
 
 
 def subsampled(trainer: Trainer, tokens_read: int) -> bool:

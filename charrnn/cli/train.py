@@ -123,6 +123,12 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
     help="Steps between looks at the loss from the host (default 1 on a CPU, --log-every on a GPU).",
 )
 @click.option(
+    "--average-weights/--no-average-weights",
+    default=None,
+    help="Average the weights over the last fifth of a planned run and keep the average "
+    "if it validates lower (default on).",
+)
+@click.option(
     "--resume", "resume_dir", type=click.Path(), help="Continue the run in this directory."
 )
 @click.option(

@@ -109,7 +109,7 @@ class TrainingDisplay:
         if self.live is not None:
             if event.kind == "start":
                 last["title"] = f"charrnn train · {event.message}"
-            elif event.kind in ("replan", "warning", "end") and event.message:
+            elif event.kind in ("replan", "average", "warning", "end") and event.message:
                 self.live.console.print(plain(f"{event.kind}: {event.message}"))
             self.live.update(self._render())
             return
