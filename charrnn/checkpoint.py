@@ -24,7 +24,7 @@ from typing import IO, Any
 import torch
 
 from . import __version__
-from .config import ModelConfig, from_dict
+from .config import ModelConfig, saved_model_config
 from .errors import CharRNNError
 from .model import RNNLanguageModel, expected_shapes
 from .tokenizers import Tokenizer
@@ -154,7 +154,7 @@ def check_model(state: dict[str, Any], path: str | os.PathLike = "checkpoint") -
     path = Path(path)
     weights = _require(state, "model", dict, path)
     try:
-        config = from_dict(ModelConfig, _require(state, "model_config", dict, path))
+        config = saved_model_config(_require(state, "model_config", dict, path))
         config.validate()
     except (TypeError, ValueError, CharRNNError) as error:
         raise CheckpointError(f"{path}: damaged checkpoint: bad model_config ({error})") from None

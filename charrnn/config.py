@@ -22,7 +22,12 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SUBWORD_MODELS = ("unigram", "bpe")
-MODEL_SIZE_FIELDS = ("cell", "layers", "hidden", "embed", "dropout", "tie_weights", "init")
+MODEL_SIZE_FIELDS = (
+    "cell", "layers", "hidden", "embed", "dropout", "tie_weights", "init", "skip_connections"
+)  # fmt: skip
+# cells whose layers run as PyTorch's fused modules, one layer at a time when each layer's
+# output is needed (model.py)
+FUSED_CELLS = ("lstm", "gru", "rnn", "rnn-relu")
 DECODING_ERRORS = ("strict", "replace", "ignore")
 DEFAULT_BUDGET = 600.0  # seconds: the run the defaults were tuned for
 AUTO = "auto"  # max_time: ten minutes, unless a step or epoch budget is given
@@ -123,6 +128,19 @@ class ModelConfig:
     dropout: float | None = None
     tie_weights: bool = False
     init: str = "default"  # identity: the recurrent matrix starts as I (a ReLU RNN, Le et al.)
+    # the decoder reads every layer's output, not the last one's alone (Graves 2013); None: on
+    # where it can be (a fused cell, no tied weights). Checkpoints from before it had none.
+    skip_connections: bool | None = None
+
+    @property
+    def decodes_every_layer(self) -> bool:
+        if self.skip_connections is not None:
+            return self.skip_connections
+        return self.cell in FUSED_CELLS and not self.tie_weights
+
+    @property
+    def decoder_inputs(self) -> int:
+        return self.hidden * (self.layers if self.decodes_every_layer else 1)
 
     def validate(self) -> ModelConfig:
         _choice("--cell", self.cell, CELLS)
@@ -155,11 +173,20 @@ class ModelConfig:
             f"--tie-weights needs --embed equal to --hidden (got embed {self.embed}, "
             f"hidden {self.hidden})",
         )
+        _check(
+            not self.skip_connections or self.cell in FUSED_CELLS,
+            f"--skip-connections is for the cells {', '.join(FUSED_CELLS)} (got {self.cell})",
+        )
+        _check(
+            not (self.skip_connections and self.tie_weights),
+            "--skip-connections and --tie-weights exclude each other: the tied decoder reads "
+            "one layer",
+        )
         return self
 
     def parameters(self) -> int:
         """How many weights the model will have (computed, nothing allocated)."""
-        decoder = 0 if self.tie_weights else self.hidden * self.vocab_size
+        decoder = 0 if self.tie_weights else self.decoder_inputs * self.vocab_size
         return (
             self.vocab_size * self.embed + self.recurrent_parameters() + decoder + self.vocab_size
         )
@@ -322,6 +349,7 @@ def resolve_sizes(model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, 
         for name in {f.name for f in dataclasses.fields(config)} & row.keys():
             if getattr(config, name) is None:
                 setattr(config, name, row[name])
+    model.skip_connections = model.decodes_every_layer
     return model, train
 
 
@@ -338,6 +366,11 @@ def parse_duration(text: str) -> float:
     seconds = value * {"s": 1, "m": 60, "h": 3600}[unit]
     _check(seconds > 0, f"duration must be positive (got {text!r})")
     return seconds
+
+
+def saved_model_config(data: dict[str, Any]) -> ModelConfig:
+    """The ModelConfig a checkpoint recorded; one written before skip connections has none."""
+    return from_dict(ModelConfig, {"skip_connections": False, **data})
 
 
 def to_dict(config: Any) -> dict[str, Any]:

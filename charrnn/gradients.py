@@ -30,7 +30,7 @@ def gradient_norms(model: RNNLanguageModel, ids: torch.Tensor) -> np.ndarray:
         h = hidden[0] if isinstance(hidden, tuple) else hidden
         h.retain_grad()
         states.append(h)
-    loss = F.cross_entropy(model.decoder(states[-1][-1]), target)
+    loss = F.cross_entropy(model.logits_after(states[-1]), target)
     loss.backward()
     norms = [float(h.grad.norm()) if h.grad is not None else 0.0 for h in reversed(states)]
     model.zero_grad(set_to_none=True)

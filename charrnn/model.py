@@ -1,5 +1,10 @@
 """The language model: embedding -> stacked RNN / LSTM / GRU -> dropout -> linear decoder.
 
+The decoder reads every layer's output (Graves 2013, "skip connections" from each hidden layer
+to the output; `ModelConfig.skip_connections`): the lower layers' gradient no longer has to pass
+through the layers above. On tinyshakespeare (2x256 LSTM, AVX2 CPU) that ended 0.008 nats lower
+at 2,100 steps and 0.016 at 18,000 (BENCHMARKS.md, round 15), at about 2% more arithmetic.
+
 `forward` runs PyTorch's fused recurrent modules over a whole (B, T) chunk for training. Sampling
 feeds one token at a time, where the fused module's per-call overhead dominates, so `stepper()`
 returns a `SingleStep` that runs the same weights as a few `addmm` calls per layer, with the first
@@ -45,7 +50,7 @@ class RNNLanguageModel(nn.Module):
             self.rnn = nn.RNN(
                 c.embed, c.hidden, c.layers, nonlinearity=nonlinearity, batch_first=True
             )
-        self.decoder = nn.Linear(c.hidden, c.vocab_size)
+        self.decoder = nn.Linear(c.decoder_inputs, c.vocab_size)
         if c.tie_weights:
             self.decoder.weight = self.embedding.weight
         self._init_weights()
@@ -86,26 +91,38 @@ class RNNLanguageModel(nn.Module):
         self, ids: torch.Tensor, hidden: Hidden | None = None
     ) -> tuple[torch.Tensor, Hidden]:
         """ids (B, T) -> logits (B, T, V) and the hidden state after the last step."""
-        p, training = self.config.dropout, self.training
+        c, training = self.config, self.training
+        p = c.dropout
         embedded = locked_dropout(self.embedding(ids), p, training)
-        if training and p > 0 and self.config.layers > 1 and self.config.cell in FUSED:
-            output, hidden = self._layer_by_layer(embedded, hidden)
+        every_layer = c.decodes_every_layer and c.layers > 1
+        if every_layer or (training and p > 0 and c.layers > 1 and c.cell in FUSED):
+            outputs, hidden = self._layer_by_layer(embedded, hidden)
+            output = torch.cat(outputs, dim=-1) if every_layer else outputs[-1]
         else:
             output, hidden = self.rnn(embedded, hidden)
         return self.decoder(locked_dropout(output, p, training)), hidden
 
+    def logits_after(self, hidden: Hidden) -> torch.Tensor:
+        """The decoder's logits (B, V) from a final (L, B, H) state, as forward() computes them
+        for the last step."""
+        h = hidden[0] if isinstance(hidden, tuple) else hidden
+        read = list(h) if self.config.decodes_every_layer else [h[-1]]
+        return self.decoder(torch.cat(read, dim=-1))
+
     def _layer_by_layer(
         self, x: torch.Tensor, hidden: Hidden | None
-    ) -> tuple[torch.Tensor, Hidden]:
+    ) -> tuple[list[torch.Tensor], Hidden]:
         """The fused module's computation one layer at a time (the same fused kernel), with a
-        locked dropout mask between layers, which the module itself cannot apply."""
+        locked dropout mask between layers, which the module itself cannot apply; returns every
+        layer's output (B, T, H) and the final state."""
         c = self.config
         hidden = hidden if hidden is not None else self.init_hidden(x.size(0), x.device)
         paired = c.cell in PAIRED
         finals: list = []
+        outputs: list[torch.Tensor] = []
         for layer in range(c.layers):
             if layer > 0:
-                x = locked_dropout(x, c.dropout, True)
+                x = locked_dropout(x, c.dropout, self.training)
             weights = [getattr(self.rnn, f"{name}_l{layer}") for name in FUSED_WEIGHTS]
             if paired:
                 state = (hidden[0][layer : layer + 1], hidden[1][layer : layer + 1])
@@ -115,9 +132,10 @@ class RNNLanguageModel(nn.Module):
                 x, h = FUSED[c.cell](x, hidden[layer : layer + 1], weights, True, 1, 0.0, True,
                                      False, True)  # fmt: skip
                 finals.append(h)
+            outputs.append(x)
         if paired:
-            return x, (torch.cat([h for h, _ in finals]), torch.cat([s for _, s in finals]))
-        return x, torch.cat(finals)
+            return outputs, (torch.cat([h for h, _ in finals]), torch.cat([s for _, s in finals]))
+        return outputs, torch.cat(finals)
 
     def stepper(self) -> SingleStep:
         return SingleStep(self)
@@ -143,7 +161,7 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
             shapes[f"rnn.bias_hh_l{layer}"] = (rows,)
         if c.cell == "lstm-peephole":
             shapes[f"rnn.peephole_l{layer}"] = (3 * c.hidden,)
-    shapes["decoder.weight"] = (c.vocab_size, c.hidden)
+    shapes["decoder.weight"] = (c.vocab_size, c.decoder_inputs)
     shapes["decoder.bias"] = (c.vocab_size,)
     return shapes
 
@@ -178,6 +196,7 @@ class SingleStep:
         self.cell = c.cell
         self.layers = c.layers
         self.hidden_size = c.hidden
+        self.every_layer = c.decodes_every_layer
         rnn = model.rnn
         with torch.no_grad():
             self.input_table = None
@@ -234,6 +253,7 @@ class SingleStep:
     def __call__(self, ids: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
         """ids (B,) -> logits (B, V) and the next state."""
         new_state = []
+        outputs: list[torch.Tensor] = []
         x = None
         for layer in range(self.layers):
             if layer == 0:
@@ -287,4 +307,6 @@ class SingleStep:
                 pre = torch.addmm(projected, h, self.w_hh[layer])
                 x = torch.relu(pre) if self.cell == "rnn-relu" else torch.tanh(pre)
                 new_state.append(x)
-        return torch.addmm(self.decoder_bias, x, self.decoder_weight), new_state
+            outputs.append(x)
+        read = torch.cat(outputs, dim=1) if self.every_layer else x
+        return torch.addmm(self.decoder_bias, read, self.decoder_weight), new_state

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from .cache import PreparedCorpus, ProgressCallback, load_prepared, prepare
-from .config import BUDGET_FIELDS, DataConfig, ModelConfig, TrainConfig, from_dict, with_budget
+from .config import (
+    BUDGET_FIELDS,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    from_dict,
+    saved_model_config,
+    with_budget,
+)
 from .distributed import Group
 from .errors import ConfigError
 from .model import RNNLanguageModel
@@ -159,7 +167,7 @@ def _resumed_trainer(
     corpus = group.first(lambda: _corpus_of(state, path))
     return Trainer(
         corpus,
-        from_dict(ModelConfig, state["model_config"]),
+        saved_model_config(state["model_config"]),
         train_config,
         data_config=corpus.config,
         on_event=on_event,

@@ -80,6 +80,11 @@ def test_train_on_builtin_corpus_by_name_with_word_level(isolated):
         (["--batch-size", "1000"], "corpus too small for one batch"),
         (["--lr", "-1"], "--lr must be a positive number"),
         (["--device", "cuda"], "--device cuda: no CUDA GPU is available"),
+        (
+            ["--tie-weights", "--embed", "16", "--hidden", "16", "--skip-connections"],
+            "--skip-connections and --tie-weights exclude each other",
+        ),
+        (["--cell", "mingru", "--skip-connections"], "--skip-connections is for the cells"),
     ],
 )
 def test_train_option_errors_are_one_line(tiny_corpus, args, message):

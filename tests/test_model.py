@@ -9,10 +9,13 @@ from charrnn.model import RNNLanguageModel
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
 @pytest.mark.parametrize("layers", [1, 3])
-def test_single_step_path_equals_fused_module(cell, layers):
+@pytest.mark.parametrize("skip", [True, False])
+def test_single_step_path_equals_fused_module(cell, layers, skip):
     torch.manual_seed(0)
     model = RNNLanguageModel(
-        ModelConfig(vocab_size=23, cell=cell, layers=layers, hidden=12, embed=7)
+        ModelConfig(
+            vocab_size=23, cell=cell, layers=layers, hidden=12, embed=7, skip_connections=skip
+        )
     ).eval()
     ids = torch.randint(0, 23, (3, 9))
     with torch.no_grad():
@@ -49,7 +52,7 @@ def test_weight_tying_shares_the_matrix():
         ).validate()
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu", "mingru"])
 @pytest.mark.parametrize("tie", [False, True])
 def test_expected_shapes_match_the_built_model(cell, tie):
     from charrnn.model import expected_shapes
@@ -57,8 +60,43 @@ def test_expected_shapes_match_the_built_model(cell, tie):
     config = ModelConfig(vocab_size=11, cell=cell, layers=3, hidden=6, embed=6 if tie else 4)
     config.tie_weights = tie
     config.dropout = 0.0
-    built = {k: tuple(v.shape) for k, v in RNNLanguageModel(config).state_dict().items()}
-    assert expected_shapes(config) == built
+    model = RNNLanguageModel(config)
+    built = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert expected_shapes(model.config) == built
+    assert model.config.parameters() == model.num_parameters
+    # the decoder reads all three layers where it can: a fused cell, its own weights
+    every_layer = cell != "mingru" and not tie
+    assert model.config.skip_connections is every_layer
+    assert built["decoder.weight"] == (11, 6 * (3 if every_layer else 1))
+
+
+def test_skip_connections_carry_every_layer_to_the_decoder():
+    """The decoder sees the lower layers directly: with skip connections the first layer's
+    weights get a gradient even when the last layer passes nothing on."""
+    torch.manual_seed(0)
+    grads = {}
+    for skip in (True, False):
+        config = ModelConfig(vocab_size=9, layers=2, hidden=5, embed=3, skip_connections=skip)
+        model = RNNLanguageModel(config)
+        with torch.no_grad():  # the top layer's output gate shut: it passes nothing upward
+            model.rnn.bias_ih_l1[15:20] = -1e4
+        logits, _ = model(torch.randint(0, 9, (2, 6)))
+        logits.sum().backward()
+        grads[skip] = model.rnn.weight_ih_l0.grad.abs().sum().item()
+    assert grads[False] == 0 and grads[True] > 0
+
+
+def test_skip_connections_need_a_fused_cell_and_untied_weights():
+    with pytest.raises(ConfigError, match="--skip-connections is for the cells"):
+        ModelConfig(
+            vocab_size=10, cell="mingru", layers=2, hidden=8, embed=4, dropout=0.0,
+            skip_connections=True,
+        ).validate()  # fmt: skip
+    with pytest.raises(ConfigError, match="exclude each other"):
+        ModelConfig(
+            vocab_size=10, layers=2, hidden=8, embed=8, dropout=0.0, tie_weights=True,
+            skip_connections=True,
+        ).validate()  # fmt: skip
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
@@ -73,7 +111,7 @@ def test_layer_by_layer_training_path_is_the_fused_module(cell):
     hidden = tuple(h.normal_() for h in hidden) if isinstance(hidden, tuple) else hidden.normal_()
     fused, fused_state = model.rnn(x, hidden)
     layered, layered_state = model._layer_by_layer(x, hidden)
-    assert torch.allclose(fused, layered, atol=1e-6)
+    assert torch.allclose(fused, layered[-1], atol=1e-6)
     if cell == "lstm":
         fused_state, layered_state = torch.cat(fused_state), torch.cat(layered_state)
     assert torch.allclose(fused_state, layered_state, atol=1e-6)

@@ -269,6 +269,24 @@ def test_a_run_saved_with_the_older_per_tensor_adam_resumes(tiny_corpus, tmp_pat
     assert {float(s["step"]) for s in state["state"].values()} == {40.0}
 
 
+def test_a_run_saved_before_skip_connections_loads_and_resumes_as_it_was(tiny_corpus, tmp_path):
+    # its model_config has no skip_connections and its decoder reads the last layer alone
+    from charrnn.sampling import LanguageModel
+
+    tiny_train(
+        tiny_corpus, tmp_path / "old", steps=20, model={"layers": 2, "skip_connections": False}
+    )
+    for name in ("latest.pt", "best.pt"):
+        state = checkpoint.load(tmp_path / "old" / name)
+        del state["model_config"]["skip_connections"]
+        torch.save(state, tmp_path / "old" / name)
+    model = checkpoint.build_model(checkpoint.load(tmp_path / "old" / "best.pt"))
+    assert not model.config.decodes_every_layer and model.decoder.in_features == 16
+    assert LanguageModel.load(tmp_path / "old" / "best.pt").generate("th", 20, seed=1)
+    resumed = charrnn.resume(tmp_path / "old", overrides={"max_steps": 30})
+    assert resumed.steps == 30 and math.isfinite(resumed.best_val_loss)
+
+
 def test_a_resumed_run_can_restore_what_it_loaded(tiny_corpus, tmp_path):
     tiny_train(tiny_corpus, tmp_path / "run", steps=20)
     events = []

@@ -74,6 +74,12 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
     default=None,
     help="Share embedding and decoder weights (embed = hidden).",
 )
+@click.option(
+    "--skip-connections/--no-skip-connections",
+    default=None,
+    help="The decoder reads every layer's output, not the last one's alone (default on for "
+    "lstm, gru, rnn and rnn-relu without --tie-weights).",
+)
 @click.option("--batch-size", type=int, help="Parallel streams per batch (B).")
 @click.option("--bptt", type=int, help="Steps per truncated-BPTT chunk (T).")
 @click.option("--lr", type=float, help="Peak learning rate.")
