@@ -82,8 +82,8 @@ def consider_average(trainer: Trainer) -> Evaluation | None:
         val_loss=averaged.loss,
         final_weights_loss=final_loss,
         improved=adopted,
-        message=f"the average of the last {average.steps:,} steps' weights validates at "
-        f"{averaged.loss:.4f}, the final weights at {final_loss or float('nan'):.4f}: "
+        message=f"the weights' moving average over the last {average.steps:,} steps validates "
+        f"at {averaged.loss:.4f}, the final weights at {final_loss or float('nan'):.4f}: "
         + ("the average is kept" if adopted else "the final weights are kept"),
     )
     if adopted:
