@@ -17,11 +17,8 @@ from typing import Any
 
 from . import catalog, checkpoint
 from .chat import ChatSession
-from .config import (
-    ModelConfig,
-    SampleConfig,
-    check_text,
-)
+from .checks import check_text
+from .config import ModelConfig, SampleConfig
 from .corpus import read_corpus
 from .distributed import launch
 from .errors import ConfigError

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import SampleConfig, check_text
+from .checks import check_text
+from .config import SampleConfig
 from .decoding import Decoding, Row, Sampler, Stops, decode
 from .errors import ConfigError
 from .sampling import LanguageModel

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .checks import MAX_PARAMETERS, MAX_UNITS, check, check_between, check_choice, check_seed
 from .errors import ConfigError
 
 LEVELS = ("char", "word", "subword")
@@ -34,48 +35,6 @@ AUTO = "auto"  # max_time: ten minutes, unless a step or epoch budget is given
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs")
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    _check(value in choices, f"{name} must be one of {', '.join(choices)} (got {value!r})")
-
-
-def _between(name: str, value: Any, low: float, high: float, optional: bool = False) -> None:
-    """A finite number in [low, high] (None allowed when optional)."""
-    if value is None and optional:
-        return
-    ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and low <= value <= high
-    )
-    _check(ok, f"{name} must be between {low:g} and {high:g} (got {value!r})")
-
-
-MAX_SEED = 2**63 - 1
-MAX_UNITS = 1 << 16  # hidden, embed, batch size, bptt: far past what fits in memory anyway
-MAX_PARAMETERS = 2_000_000_000
-
-
-def check_seed(name: str, seed: int | None) -> None:
-    _check(
-        seed is None or (isinstance(seed, int) and 0 <= seed <= MAX_SEED),
-        f"{name} must be between 0 and 2**63-1 (got {seed!r})",
-    )
-
-
-def check_text(name: str, text: str) -> None:
-    """Text from arguments or stdin that held invalid UTF-8 arrives with lone surrogates."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"{name} is not valid UTF-8 text") from None
-
-
 @dataclass
 class DataConfig:
     """How text becomes token ids."""
@@ -91,21 +50,21 @@ class DataConfig:
     errors: str = "strict"
 
     def validate(self) -> DataConfig:
-        _choice("--level", self.level, LEVELS)
-        _choice("--eos", self.eos, EOS_MODES)
-        _choice("--subword-model", self.subword_model, SUBWORD_MODELS)
-        _check(self.min_count >= 1, f"--min-count must be at least 1 (got {self.min_count})")
-        _check(
+        check_choice("--level", self.level, LEVELS)
+        check_choice("--eos", self.eos, EOS_MODES)
+        check_choice("--subword-model", self.subword_model, SUBWORD_MODELS)
+        check(self.min_count >= 1, f"--min-count must be at least 1 (got {self.min_count})")
+        check(
             self.max_vocab is None or self.max_vocab >= 1,
             f"--max-vocab must be at least 1 (got {self.max_vocab})",
         )
-        _check(
+        check(
             isinstance(self.vocab_size, int) and 300 <= self.vocab_size <= 1_000_000,
             f"--vocab-size must be between 300 and 1000000 for subword (256 byte pieces are "
             f"reserved; got {self.vocab_size})",
         )
-        _between("--val-fraction", self.val_fraction, 0.0, 0.99)
-        _check(
+        check_between("--val-fraction", self.val_fraction, 0.0, 0.99)
+        check(
             self.errors in DECODING_ERRORS,
             "--errors must be strict, replace or ignore",
         )
@@ -143,41 +102,41 @@ class ModelConfig:
         return self.hidden * (self.layers if self.decodes_every_layer else 1)
 
     def validate(self) -> ModelConfig:
-        _choice("--cell", self.cell, CELLS)
-        _choice("--init", self.init, INITS)
-        _check(
+        check_choice("--cell", self.cell, CELLS)
+        check_choice("--init", self.init, INITS)
+        check(
             self.init != "identity" or self.cell == "rnn-relu",
             f"--init identity is for --cell rnn-relu (got {self.cell})",
         )
-        _check(
+        check(
             None not in (self.layers, self.hidden, self.embed, self.dropout),
             "model sizes left as None must be resolved first (charrnn.config.resolve_sizes)",
         )
-        _check(
+        check(
             self.vocab_size >= 2, f"vocabulary must hold at least 2 tokens (got {self.vocab_size})"
         )
-        _between("--layers", self.layers, 1, 64)
-        _between("--hidden", self.hidden, 1, MAX_UNITS)
-        _between("--embed", self.embed, 1, MAX_UNITS)
-        _check(
+        check_between("--layers", self.layers, 1, 64)
+        check_between("--hidden", self.hidden, 1, MAX_UNITS)
+        check_between("--embed", self.embed, 1, MAX_UNITS)
+        check(
             isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
             f"--dropout must be in [0, 1) (got {self.dropout})",
         )
-        _check(
+        check(
             self.parameters() <= MAX_PARAMETERS,
             f"a model of {self.parameters():,} parameters is too large (at most "
             f"{MAX_PARAMETERS:,}): lower --hidden, --layers or --embed",
         )
-        _check(
+        check(
             not self.tie_weights or self.embed == self.hidden,
             f"--tie-weights needs --embed equal to --hidden (got embed {self.embed}, "
             f"hidden {self.hidden})",
         )
-        _check(
+        check(
             not self.skip_connections or self.cell in FUSED_CELLS,
             f"--skip-connections is for the cells {', '.join(FUSED_CELLS)} (got {self.cell})",
         )
-        _check(
+        check(
             not (self.skip_connections and self.tie_weights),
             "--skip-connections and --tie-weights exclude each other: the tied decoder reads "
             "one layer",
@@ -238,24 +197,24 @@ class TrainConfig:
 
     def validate(self, resolved: bool = True) -> TrainConfig:
         """`resolved=False` checks what is given before sizes left as None are planned."""
-        _choice("--optimizer", self.optimizer, OPTIMIZERS)
-        _check(
+        check_choice("--optimizer", self.optimizer, OPTIMIZERS)
+        check(
             not resolved or None not in (self.batch_size, self.bptt, self.lr, self.weight_decay),
             "batch_size, bptt, lr and weight_decay left as None must be resolved first",
         )
-        _choice("--device", self.device, DEVICES)
-        _between("--batch-size", self.batch_size, 1, MAX_UNITS, optional=not resolved)
-        _between("--bptt", self.bptt, 1, MAX_UNITS, optional=not resolved)
-        _check(
+        check_choice("--device", self.device, DEVICES)
+        check_between("--batch-size", self.batch_size, 1, MAX_UNITS, optional=not resolved)
+        check_between("--bptt", self.bptt, 1, MAX_UNITS, optional=not resolved)
+        check(
             (not resolved and self.lr is None)
             or (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0),
             f"--lr must be a positive number (got {self.lr})",
         )
-        _between("--weight-decay", self.weight_decay, 0.0, 1e6, optional=not resolved)
-        _between("--clip", self.clip, 0.0, 1e12)
-        _between("--epochs", self.epochs, 1e-9, 1e9, optional=True)
-        _between("--max-steps", self.max_steps, 1, 1e15, optional=True)
-        _check(
+        check_between("--weight-decay", self.weight_decay, 0.0, 1e6, optional=not resolved)
+        check_between("--clip", self.clip, 0.0, 1e12)
+        check_between("--epochs", self.epochs, 1e-9, 1e9, optional=True)
+        check_between("--max-steps", self.max_steps, 1, 1e15, optional=True)
+        check(
             self.max_time is None
             or (
                 isinstance(self.max_time, (int, float))
@@ -264,15 +223,15 @@ class TrainConfig:
             ),
             f"--max-time must be a positive number of seconds (got {self.max_time!r})",
         )
-        _between("--eval-every", self.eval_every, 1, 1e15, optional=True)
-        _between("--log-every", self.log_every, 1, 1e15)
-        _between("--eval-tokens", self.eval_tokens, 256, 1e12, optional=True)
-        _between("--patience", self.patience, 1, 1e9, optional=True)
-        _between("--sample-every", self.sample_every, 0, 1e15)
-        _between("--warmup", self.warmup, 0, 1e15)
-        _between("--threads", self.threads, 1, 1024, optional=True)
-        _choice("--precision", self.precision, PRECISIONS)
-        _between("--sync-every", self.sync_every, 1, 1e9, optional=True)
+        check_between("--eval-every", self.eval_every, 1, 1e15, optional=True)
+        check_between("--log-every", self.log_every, 1, 1e15)
+        check_between("--eval-tokens", self.eval_tokens, 256, 1e12, optional=True)
+        check_between("--patience", self.patience, 1, 1e9, optional=True)
+        check_between("--sample-every", self.sample_every, 0, 1e15)
+        check_between("--warmup", self.warmup, 0, 1e15)
+        check_between("--threads", self.threads, 1, 1024, optional=True)
+        check_choice("--precision", self.precision, PRECISIONS)
+        check_between("--sync-every", self.sync_every, 1, 1e9, optional=True)
         check_seed("--seed", self.seed)
         return self
 
@@ -294,14 +253,14 @@ class SampleConfig:
 
     def validate(self) -> SampleConfig:
         """top_k 0 and top_p 1 mean off, in the CLI, in chat and from Python alike."""
-        _check(
+        check(
             isinstance(self.temperature, (int, float))
             and math.isfinite(self.temperature)
             and self.temperature > 0,
             f"--temperature must be > 0 (got {self.temperature}); use --greedy for argmax",
         )
-        _between("--top-k", self.top_k, 0, 1e9, optional=True)
-        _check(
+        check_between("--top-k", self.top_k, 0, 1e9, optional=True)
+        check(
             self.top_p is None
             or (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0),
             f"--top-p must be in (0, 1] (got {self.top_p})",
@@ -331,7 +290,7 @@ def with_budget(train: TrainConfig, **budget: Any) -> TrainConfig:
     """The config with a new budget: the budget options given replace all three (max_steps,
     max_time, epochs), so `--max-steps 80` on resume is not cut short by an old time limit."""
     unknown = set(budget) - set(BUDGET_FIELDS)
-    _check(not unknown, f"not a budget option: {', '.join(sorted(unknown))}")
+    check(not unknown, f"not a budget option: {', '.join(sorted(unknown))}")
     if not budget:
         return dataclasses.replace(train)
     cleared = {name: None for name in BUDGET_FIELDS}
@@ -364,7 +323,7 @@ def parse_duration(text: str) -> float:
     value = float(match.group(1))
     unit = (match.group(2) or "s")[0]
     seconds = value * {"s": 1, "m": 60, "h": 3600}[unit]
-    _check(seconds > 0, f"duration must be positive (got {text!r})")
+    check(seconds > 0, f"duration must be positive (got {text!r})")
     return seconds
 
 

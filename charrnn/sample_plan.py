@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .config import check_text
+from .checks import check_text
 from .decoding import Row, Stops
 from .errors import ConfigError
 from .tokenizers import UNK_ID, Tokenizer

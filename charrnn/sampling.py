@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .config import SampleConfig, check_text
+from .checks import check_text
+from .config import SampleConfig
 from .decoding import Beam, Decoding, Row, Sampler, Stops, decode
 from .devices import ThreadGovernor, pick_device
 from .errors import ConfigError

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import check_text
+from .checks import check_text
 from .errors import ConfigError
 from .model import RNNLanguageModel, sequence_loss
 from .tokenizers import EOS_ID, SENTINEL, UNK_ID, WORD_PATTERN, Tokenizer

@@ -22,7 +22,7 @@ import torch
 from .averaging import WeightAverage
 from .batching import StreamBatcher
 from .cache import PreparedCorpus
-from .config import DataConfig, ModelConfig, TrainConfig, resolve_budget, to_dict
+from .config import DataConfig, ModelConfig, TrainConfig, resolve_budget
 from .devices import (
     ThreadGovernor,
     adam_kernel,
@@ -42,8 +42,8 @@ from .rundir import RunDir
 from .schedule import Progress, Schedule
 from .sizing import SizePlan, budget_text
 from .stepping import train_step
-from .trainstate import capture, rank_state, restore
-from .validating import consider_average, final_evaluation, run_evaluation, subsampled
+from .trainstate import capture, rank_state, restore, write_config
+from .validating import evaluate_at_the_end, run_evaluation
 
 LN2 = math.log(2.0)
 
@@ -232,24 +232,6 @@ class Trainer:
             self.group,
         )
 
-    def _write_config(self) -> None:
-        """config.json: the settings the run trains with, its plan and any re-plan."""
-        if self.run_dir is None:
-            return
-        # a resumed run was not planned again: it keeps the plan its first session recorded
-        before = self.run_dir.read_config() if self.resumed and self.size_plan is None else {}
-        config = {
-            "model": to_dict(self.model.config),
-            "data": to_dict(self.data_config),
-            "train": to_dict(self.config),
-            "parameters": self.model.num_parameters,
-            "size_plan": asdict(self.size_plan) if self.size_plan else before.get("size_plan"),
-        }
-        replan = asdict(self.replan) if self.replan else before.get("replan")
-        if replan is not None:
-            config["replan"] = replan
-        self.run_dir.write_config(config)
-
     def _save(self, best: bool) -> None:
         ranks = self.group.gather(rank_state(self)) if self.group.active else None
         if self.run_dir is not None:
@@ -275,7 +257,7 @@ class Trainer:
         self._started = time.perf_counter()
         self.speed_mark = (self.tokens, self._started, self.eval_seconds)
         settled = False  # whether the speed mark has moved past the run's start-up
-        self._write_config()
+        write_config(self)
         if self.step == 0:
             self._save(best=False)  # resumable from the very start (every rank takes part)
         self.guard.remember(self.model, self.optimizer)
@@ -321,7 +303,7 @@ class Trainer:
             ):
                 run_evaluation(self)
                 if (message := replan_from_speed(self)) is not None:
-                    self._write_config()
+                    write_config(self)
                     if message:
                         self._emit("replan", message=message)
                 # tokens/s measures training, not evaluation: start a fresh window
@@ -330,13 +312,10 @@ class Trainer:
             if self.sampler and every and self.step % every == 0:
                 self._sample()
         interrupted = stop_reason == "interrupted"
-        kept = None if interrupted else consider_average(self)
         if interrupted:
             self._save(best=False)
-        elif kept is not None or self.last_eval is None or self.last_eval.step != self.step:
-            run_evaluation(self, final=True, result=kept)
-        elif self.best_full_val_loss is None and subsampled(self, self.config.eval_tokens or 0):
-            final_evaluation(self, self.best_step == self.step)
+        else:
+            evaluate_at_the_end(self)
         self.elapsed_before, self._started = self.elapsed, None
         self._emit("end", message=stop_reason)
         best = (

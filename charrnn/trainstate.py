@@ -1,4 +1,5 @@
-"""What a checkpoint of a training run holds, and how a trainer is put back from one.
+"""What a checkpoint of a training run holds (and config.json, its settings in plain JSON), and how
+a trainer is put back from a checkpoint.
 
 Everything that makes a resume exact: weights, optimizer, counters, schedule, divergence guard,
 data position, carried hidden state and RNG, plus what is needed to rebuild the model and
@@ -81,6 +82,27 @@ def capture(trainer: Trainer) -> dict[str, Any]:
             "best_val_bpc": trainer.bpc(trainer.best_val_loss),
         },
     }
+
+
+def write_config(trainer: Trainer) -> None:
+    """config.json: the settings the run trains with, its plan and any re-plan."""
+    if trainer.run_dir is None:
+        return
+    # a resumed run was not planned again: it keeps the plan its first session recorded
+    resumed_unplanned = trainer.resumed and trainer.size_plan is None
+    before = trainer.run_dir.read_config() if resumed_unplanned else {}
+    plan, replan = trainer.size_plan, trainer.replan
+    config = {
+        "model": to_dict(trainer.model.config),
+        "data": to_dict(trainer.data_config),
+        "train": to_dict(trainer.config),
+        "parameters": trainer.model.num_parameters,
+        "size_plan": asdict(plan) if plan else before.get("size_plan"),
+    }
+    replanned = asdict(replan) if replan else before.get("replan")
+    if replanned is not None:
+        config["replan"] = replanned
+    trainer.run_dir.write_config(config)
 
 
 def restore(trainer: Trainer, state: dict[str, Any]) -> None:

@@ -61,6 +61,19 @@ def run_evaluation(trainer: Trainer, final: bool = False, result: Evaluation | N
         final_evaluation(trainer, improved)
 
 
+def evaluate_at_the_end(trainer: Trainer) -> None:
+    """After the last step of a run that was not cut: the average or the final weights, then
+    the whole split for them and for best.pt, unless the last evaluation did all that already."""
+    kept = consider_average(trainer)
+    last = trainer.last_eval
+    if kept is not None or last is None or last.step != trainer.step:
+        run_evaluation(trainer, final=True, result=kept)
+    elif trainer.best_full_val_loss is None and subsampled(
+        trainer, trainer.config.eval_tokens or 0
+    ):
+        final_evaluation(trainer, trainer.best_step == trainer.step)
+
+
 def consider_average(trainer: Trainer) -> Evaluation | None:
     """At the end of a run that kept a weight average: score it beside the final weights on the
     subsample and keep the lower in the model. Returns the kept weights' evaluation, or None when
