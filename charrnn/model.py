@@ -196,7 +196,7 @@ class SingleStep:
         self.cell = c.cell
         self.layers = c.layers
         self.hidden_size = c.hidden
-        self.every_layer = c.decodes_every_layer
+        self.every_layer = c.decodes_every_layer and c.layers > 1  # one layer: nothing to join
         rnn = model.rnn
         with torch.no_grad():
             self.input_table = None
