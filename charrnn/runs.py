@@ -27,6 +27,7 @@ from .config import (
     TrainConfig,
     from_dict,
     saved_model_config,
+    saved_train_config,
     with_budget,
 )
 from .distributed import Group
@@ -161,7 +162,7 @@ def _resumed_trainer(
     on_event: EventCallback | None,
     group: Group,
 ) -> Trainer:
-    old = from_dict(TrainConfig, state["train_config"])
+    old = saved_train_config(state["train_config"])
     budget = {k: overrides.pop(k) for k in BUDGET_FIELDS if k in overrides}
     train_config = dataclasses.replace(with_budget(old, **budget), **overrides)
     corpus = group.first(lambda: _corpus_of(state, path))

@@ -152,7 +152,9 @@ class Trainer:
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
         cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
-        return cls(params, lr=c.lr, weight_decay=c.weight_decay, **adam_kernel(self.device))
+        return cls(
+            params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay, **adam_kernel(self.device)
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild the model, sample from it, or resume this run exactly."""

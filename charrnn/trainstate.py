@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .config import TrainConfig, from_dict, to_dict
+from .config import saved_train_config, to_dict
 from .schedule import Progress, Schedule
 
 if TYPE_CHECKING:
@@ -126,9 +126,7 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.batcher.load_state_dict(state["batcher"])
     trainer.average.load_state_dict(state.get("average"), trainer.model)  # older ones lack it
     # The schedule the run had; a new budget continues its LR curve (Schedule.extended).
-    before = Schedule(
-        from_dict(TrainConfig, state["train_config"]), trainer.schedule.steps_per_epoch
-    )
+    before = Schedule(saved_train_config(state["train_config"]), trainer.schedule.steps_per_epoch)
     before.load_state_dict(state["schedule"])
     trainer.schedule = before.extended(trainer.config, trainer.progress)
     hidden, rng = state["hidden"], state["rng"]["torch"]

@@ -85,6 +85,7 @@ def test_train_on_builtin_corpus_by_name_with_word_level(isolated):
             "--skip-connections and --tie-weights exclude each other",
         ),
         (["--cell", "mingru", "--skip-connections"], "--skip-connections is for the cells"),
+        (["--betas", "0.9", "1"], "--betas needs two numbers in [0, 1) (got 0.9 1.0)"),
     ],
 )
 def test_train_option_errors_are_one_line(tiny_corpus, args, message):

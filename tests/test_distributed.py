@@ -120,12 +120,17 @@ def test_one_process_resumes_a_two_process_run(tiny_corpus, tmp_path, monkeypatc
 def test_nproc_starts_torchrun_for_the_user(tiny_corpus, tmp_path):
     run = tmp_path / "nproc"
     command = [sys.executable, "-m", "charrnn", "train", str(tiny_corpus), "--out", str(run),
-               *TINY_CLI, *TWO, "--max-steps", "40", "--nproc", "2"]  # fmt: skip
+               *TINY_CLI, *TWO, "--max-steps", "40", "--nproc", "2",
+               "--no-average-weights", "--betas", "0.7", "0.99"]  # fmt: skip
     done = subprocess.run(
         command, env=environment(tmp_path), capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert checkpoint.load(run / "latest.pt")["world"] == 2
+    state = checkpoint.load(run / "latest.pt")
+    assert state["world"] == 2
+    # the options reach the processes torchrun starts, the --no- halves of flag pairs too
+    assert state["train_config"]["average_weights"] is False
+    assert tuple(state["train_config"]["betas"]) == (0.7, 0.99)
 
 
 def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu(trained_run, tmp_path):

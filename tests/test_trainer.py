@@ -12,7 +12,7 @@ import torch
 import charrnn
 from charrnn import checkpoint
 from charrnn.cache import prepare
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.config import ADAM_BETAS, TORCH_ADAM_BETAS, ModelConfig, TrainConfig
 from charrnn.guard import RECOVER_AFTER
 from charrnn.rundir import RunDir
 from charrnn.trainer import Trainer, TrainingError
@@ -285,6 +285,26 @@ def test_a_run_saved_before_skip_connections_loads_and_resumes_as_it_was(tiny_co
     assert LanguageModel.load(tmp_path / "old" / "best.pt").generate("th", 20, seed=1)
     resumed = charrnn.resume(tmp_path / "old", overrides={"max_steps": 30})
     assert resumed.steps == 30 and math.isfinite(resumed.best_val_loss)
+
+
+def test_a_run_saved_before_betas_resumes_with_the_betas_it_trained_with(tiny_corpus, tmp_path):
+    # torch's (0.9, 0.999) were the only betas before --betas; the default is now ADAM_BETAS
+    tiny_train(tiny_corpus, tmp_path / "old", steps=20, betas=TORCH_ADAM_BETAS)
+    state = checkpoint.load(tmp_path / "old" / "latest.pt")
+    del state["train_config"]["betas"]
+    torch.save(state, tmp_path / "old" / "latest.pt")
+    resumed = charrnn.resume(tmp_path / "old", overrides={"max_steps": 30})
+    assert resumed.steps == 30
+    saved = checkpoint.load(tmp_path / "old" / "latest.pt")
+    assert tuple(saved["train_config"]["betas"]) == TORCH_ADAM_BETAS != ADAM_BETAS
+    assert all(tuple(g["betas"]) == TORCH_ADAM_BETAS for g in saved["optimizer"]["param_groups"])
+
+
+def test_a_new_run_trains_with_the_default_betas(tiny_corpus, tmp_path):
+    tiny_train(tiny_corpus, tmp_path / "new", steps=5)
+    saved = checkpoint.load(tmp_path / "new" / "latest.pt")
+    assert tuple(saved["train_config"]["betas"]) == ADAM_BETAS
+    assert all(tuple(g["betas"]) == ADAM_BETAS for g in saved["optimizer"]["param_groups"])
 
 
 def test_a_resumed_run_can_restore_what_it_loaded(tiny_corpus, tmp_path):

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..config import (
+    ADAM_BETAS,
     CELLS,
     DEVICES,
     INITS,
@@ -84,6 +85,14 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
 @click.option("--bptt", type=int, help="Steps per truncated-BPTT chunk (T).")
 @click.option("--lr", type=float, help="Peak learning rate.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer (default adamw).")
+@click.option(
+    "--betas",
+    type=(float, float),
+    default=None,
+    metavar="BETA1 BETA2",
+    help="Adam/AdamW's decay rates for the gradient's average and its square's "
+    f"(default {ADAM_BETAS[0]:g} {ADAM_BETAS[1]:g}).",
+)
 @click.option(
     "--weight-decay",
     type=float,
@@ -219,7 +228,10 @@ def _arguments(corpus, out, resume_dir, overwrite, options) -> list[str]:
     named = {"out": out, "resume": resume_dir, **options}
     for name, value in named.items():
         flag = "--" + name.replace("_", "-")
-        if value is None or value is False:
+        if value is None:
             continue
-        argv += [flag] if value is True else [flag, str(value)]
+        if isinstance(value, bool):  # a flag, or the --no- half of an on/off pair
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, *map(str, value if isinstance(value, tuple) else [value])]
     return argv + (["--overwrite"] if overwrite else [])
