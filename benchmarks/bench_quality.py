@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from common import matmul_gflops, print_table, shakespeare, write_result
 from torch import nn
 
-from charrnn.config import parse_duration
+from charrnn.checks import parse_duration
 
 
 def split_ids(path: Path) -> tuple[torch.Tensor, torch.Tensor, int]:

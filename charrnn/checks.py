@@ -4,6 +4,7 @@ naming the option, which the CLI prints without a traceback."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from .errors import ConfigError
@@ -49,3 +50,18 @@ def check_text(name: str, text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ConfigError(f"{name} is not valid UTF-8 text") from None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1.5h' -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"cannot read duration {text!r}: use forms like 90s, 10m or 1.5h")
+    value = float(match.group(1))
+    unit = (match.group(2) or "s")[0]
+    seconds = value * {"s": 1, "m": 60, "h": 3600}[unit]
+    check(seconds > 0, f"duration must be positive (got {text!r})")
+    return seconds

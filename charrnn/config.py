@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from .checks import MAX_PARAMETERS, MAX_UNITS, check, check_between, check_choice, check_seed
-from .errors import ConfigError
 
 LEVELS = ("char", "word", "subword")
 EOS_MODES = ("line", "blank-line", "none")
@@ -322,21 +320,6 @@ def resolve_sizes(model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, 
                 setattr(config, name, row[name])
     model.skip_connections = model.decodes_every_layer
     return model, train
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """'90', '90s', '10m', '1.5h' -> seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigError(f"cannot read duration {text!r}: use forms like 90s, 10m or 1.5h")
-    value = float(match.group(1))
-    unit = (match.group(2) or "s")[0]
-    seconds = value * {"s": 1, "m": 60, "h": 3600}[unit]
-    check(seconds > 0, f"duration must be positive (got {text!r})")
-    return seconds
 
 
 def saved_model_config(data: dict[str, Any]) -> ModelConfig:

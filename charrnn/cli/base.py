@@ -12,6 +12,7 @@ import sys
 import click
 
 from .. import __version__
+from ..checks import parse_duration
 from ..config import (
     DECODING_ERRORS,
     DEVICES,
@@ -19,7 +20,6 @@ from ..config import (
     LEVELS,
     SUBWORD_MODELS,
     DataConfig,
-    parse_duration,
 )
 from ..errors import CharRNNError, ConfigError, printable
 
