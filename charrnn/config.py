@@ -177,9 +177,7 @@ class TrainConfig:
     bptt: int | None = None
     lr: float | None = None
     optimizer: str = "adamw"
-    betas: tuple[float, float] = (
-        ADAM_BETAS  # Adam/AdamW's moving averages of the gradient, its square
-    )
+    betas: tuple[float, float] = ADAM_BETAS  # Adam/AdamW's decay rates (ADAM_BETAS says why)
     weight_decay: float | None = None  # None: AdamW's planned from the epochs (sizing.py)
     clip: float = 1.0
     epochs: float | None = None
