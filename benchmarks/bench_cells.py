@@ -7,7 +7,8 @@ Training: `Trainer.train_step` on tinyshakespeare (B=32, T=64, embed 64), best o
 rounds; sampling: one stream through `SingleStep` (1,000 tokens). Targets (issue #13): peephole
 LSTM and simple GRU >= 50% of the fused LSTM's training speed, minGRU >= 2x, and every cell
 sampling at least as fast as the LSTM. With several `--precision` values every cell trains in
-each (autocast; bf16 is what `--precision auto` picks for the LSTM on a CPU with AMX).
+each (autocast; bf16 is what `--precision auto` picks for the LSTM on a CPU that multiplies bf16
+in hardware: AMX or AVX-512 BF16).
 """
 
 from __future__ import annotations

@@ -31,8 +31,9 @@ def pick_device(name: str) -> torch.device:
 
 def resolve_precision(precision: str, device: torch.device, cell: str = "lstm") -> str:
     """'auto': bf16 on a GPU that has it, else fp16 (with loss scaling); on a CPU, bf16 for the
-    LSTM where the CPU has bf16 matrix units (oneDNN's bf16 LSTM trains 2.4x faster than fp32 on
-    an AMX Xeon, at the same loss per token), else fp32 (the other cells gain 0-10% or lose)."""
+    LSTM where the CPU multiplies bf16 in hardware (oneDNN's bf16 LSTM trains 2.4x faster than fp32
+    on an AMX Xeon at the same loss per token; 1.6x on an AMD Zen 4's AVX-512 BF16 for about 0.008
+    nats more per token: BENCHMARKS.md, round 17), else fp32 (the other cells gain 0-10% or lose)."""
     if precision == "fp16" and device.type == "cpu":
         raise TrainingError(
             "--precision fp16 needs a GPU: a CPU's LSTM has no fp16 kernel (use bf16)"
@@ -45,7 +46,7 @@ def resolve_precision(precision: str, device: torch.device, cell: str = "lstm") 
     if precision != "auto":
         return precision
     if device.type == "cpu":
-        return "bf16" if cell in CPU_BF16_CELLS and cpu_has_bf16_matrix_units() else "fp32"
+        return "bf16" if cell in CPU_BF16_CELLS and cpu_multiplies_bf16() else "fp32"
     if device.type != "cuda":
         return "fp32"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -54,10 +55,13 @@ def resolve_precision(precision: str, device: torch.device, cell: str = "lstm") 
 CPU_BF16_CELLS = ("lstm",)  # measured: bench_cells.py --precision
 
 
-def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX), through oneDNN."""
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(amx and amx() and torch.backends.mkldnn.is_available())
+def cpu_multiplies_bf16() -> bool:
+    """Whether oneDNN multiplies bf16 matrices in this CPU's hardware: Intel AMX tiles, or
+    AVX-512 BF16's dot products (AMD Zen 4, Intel Cooper Lake on). Plain AVX-512 runs the bf16
+    LSTM too, converting in software, so the flag, not the probe below, decides."""
+    flags = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    hardware = any(getattr(torch.cpu, flag, lambda: False)() for flag in flags)
+    return hardware and torch.backends.mkldnn.is_available()
 
 
 @functools.cache

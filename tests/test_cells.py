@@ -12,7 +12,7 @@ from charrnn.cache import prepare
 from charrnn.cells import CustomRNN
 from charrnn.cli import cli
 from charrnn.config import CELLS, ModelConfig, TrainConfig
-from charrnn.devices import cpu_has_bf16_matrix_units, resolve_precision
+from charrnn.devices import cpu_multiplies_bf16, resolve_precision
 from charrnn.errors import ConfigError
 from charrnn.model import IDENTITY_GAIN, RNNLanguageModel
 from charrnn.rundir import RunDir, holds_run
@@ -187,7 +187,7 @@ def test_every_cell_trains_in_bf16(tiny_corpus, tmp_path, cell):
 
 def test_auto_precision_follows_the_device_and_the_cell():
     cpu = torch.device("cpu")
-    fast = "bf16" if cpu_has_bf16_matrix_units() else "fp32"
+    fast = "bf16" if cpu_multiplies_bf16() else "fp32"
     assert resolve_precision("auto", cpu, "lstm") == fast
     assert {resolve_precision("auto", cpu, cell) for cell in CELLS if cell != "lstm"} == {"fp32"}
     assert resolve_precision("fp32", cpu, "lstm") == "fp32"
