@@ -57,8 +57,9 @@ CPU_BF16_CELLS = ("lstm",)  # measured: bench_cells.py --precision
 
 def cpu_multiplies_bf16() -> bool:
     """Whether oneDNN multiplies bf16 matrices in this CPU's hardware: Intel AMX tiles, or
-    AVX-512 BF16's dot products (AMD Zen 4, Intel Cooper Lake on). Plain AVX-512 runs the bf16
-    LSTM too, converting in software, so the flag, not the probe below, decides."""
+    AVX-512 BF16's dot products (AMD Zen 4, Intel Cooper Lake on). `cpu_runs_bf16_lstm` below says
+    only whether the kernel runs, which it does on any AVX-512 CPU, not whether it gains: without
+    these flags it was not measured, so such a CPU keeps fp32."""
     flags = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     hardware = any(getattr(torch.cpu, flag, lambda: False)() for flag in flags)
     return hardware and torch.backends.mkldnn.is_available()
