@@ -50,7 +50,8 @@ def replan_from_speed(trainer: Trainer) -> str | None:
     trainer.model.set_dropout(new.dropout)
     c.weight_decay = new.weight_decay
     for group in trainer.optimizer.param_groups:
-        group["weight_decay"] = new.weight_decay
+        if group.get("decays", True):  # the embedding and biases take none (decay_groups)
+            group["weight_decay"] = new.weight_decay
     trainer.guard.remember(trainer.model, trainer.optimizer)  # a recovery keeps the new settings
     changes = [
         f"{name} {before:g} -> {after:g}"

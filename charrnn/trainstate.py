@@ -109,6 +109,8 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     """Put a trainer back exactly where `capture` found it; a new budget in its config
     continues the LR curve (Schedule.extended)."""
     trainer.model.load_state_dict(state["model"])
+    if len(state["optimizer"]["param_groups"]) == 1:  # saved before round 18: decay on all
+        trainer.optimizer = trainer._make_optimizer(grouped=False)
     trainer.optimizer.load_state_dict(state["optimizer"])
     counters = state["trainer"]
     for name in ("step", "tokens", "best_val_loss", "best_step", "last_val_loss"):

@@ -247,7 +247,8 @@ def test_a_finite_blow_up_is_caught_and_never_saved_as_best(tiny_corpus, tmp_pat
 
 
 def test_a_run_saved_with_the_older_per_tensor_adam_resumes(tiny_corpus, tmp_path):
-    # runs saved before Adam's fused kernel carry foreach=True in their optimizer state
+    # runs saved before Adam's fused kernel carry foreach=True in their optimizer state, and
+    # those saved before round 18 one parameter group (weight decay on every parameter)
     prepared = prepare([tiny_corpus])
     config = TrainConfig(max_steps=40, **TINY_TRAIN)
 
@@ -267,6 +268,26 @@ def test_a_run_saved_with_the_older_per_tensor_adam_resumes(tiny_corpus, tmp_pat
     assert resumed.steps == 40 and math.isfinite(resumed.best_val_loss)
     state = checkpoint.load(resumed.run_dir / "latest.pt")["optimizer"]
     assert {float(s["step"]) for s in state["state"].values()} == {40.0}
+    assert len(state["param_groups"]) == 1  # the grouping it was saved with
+
+
+def test_weight_decay_falls_on_the_weight_matrices_alone(tiny_corpus):
+    trainer = Trainer(
+        prepare([tiny_corpus]),
+        ModelConfig(**{**TINY_MODEL, "layers": 2}),
+        TrainConfig(max_steps=5, **{**TINY_TRAIN, "weight_decay": 0.1}),
+    )
+    decay_of = {
+        id(p): group["weight_decay"]
+        for group in trainer.optimizer.param_groups
+        for p in group["params"]
+    }
+    named = dict(trainer.model.named_parameters())
+    assert len(decay_of) == len(named)
+    spared = {name for name, p in named.items() if decay_of[id(p)] == 0.0}
+    decayed = {name for name, p in named.items() if decay_of[id(p)] == 0.1}
+    assert spared == {"embedding.weight"} | {n for n, p in named.items() if p.dim() == 1}
+    assert decayed == {"decoder.weight"} | {n for n in named if n.startswith("rnn.weight_")}
 
 
 def test_a_run_saved_before_skip_connections_loads_and_resumes_as_it_was(tiny_corpus, tmp_path):

@@ -96,7 +96,8 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
 @click.option(
     "--weight-decay",
     type=float,
-    help="Weight decay (default: with adamw, 0.1 for runs planned at 8+ epochs, else 0).",
+    help="Weight decay of the weight matrices; the embedding and biases take none (default: "
+    "with adamw, 0 up to 1 planned epoch, rising to 0.1 at 2; else 0).",
 )
 @click.option(
     "--clip", type=float, help="Clip the global gradient norm to this (0: off; default 1)."
