@@ -52,21 +52,6 @@ __all__ = ["EventCallback", "TrainEvent", "TrainResult", "Trainer", "TrainingErr
 Sampler = Callable[[RNNLanguageModel, int], str]  # (model, step) -> sample text
 
 
-def decay_groups(model: RNNLanguageModel) -> list[dict[str, Any]]:
-    """The parameters as two optimizer groups: the weight matrices, which take the weight
-    decay, and the embedding, biases and peepholes, which take none."""
-    # Decay pulls every row of the embedding towards zero, and a character seen rarely gets too
-    # few gradients to pull it back. A 2x256 LSTM, 3,850 bf16 steps (2 minutes) at decay 0.1,
-    # ended 0.004-0.013 nats lower over three seeds without decay on the embedding and biases
-    # (1.3992, 1.3993, 1.4066 against 1.4050, 1.4120, 1.4109). Sparing the biases alone ended
-    # 0.005 higher, sparing the decoder's matrix as well 0.007 higher (BENCHMARKS.md, round 18)
-    decayed, kept = [], []
-    for name, parameter in model.named_parameters():
-        exempt = parameter.dim() < 2 or name.startswith("embedding.")
-        (kept if exempt else decayed).append(parameter)
-    return [{"params": decayed}, {"params": kept, "weight_decay": 0.0, "decays": False}]
-
-
 class Trainer:
     """Owns a model, its optimizer and a batcher over a prepared corpus; `run()` trains."""
 
@@ -162,10 +147,11 @@ class Trainer:
             restore(self, resume_state)
 
     def _make_optimizer(self, grouped: bool = True) -> torch.optim.Optimizer:
-        """The optimizer; `grouped`: weight decay on the weight matrices only (decay_groups),
+        """The optimizer; `grouped`: weight decay on the weight matrices only
+        (RNNLanguageModel.decay_groups),
         else on every parameter, as runs saved before round 18 trained."""
         c = self.config
-        params = decay_groups(self.model) if grouped else self.model.parameters()
+        params = self.model.decay_groups() if grouped else self.model.parameters()
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
         cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
