@@ -147,9 +147,8 @@ class Trainer:
             restore(self, resume_state)
 
     def _make_optimizer(self, grouped: bool = True) -> torch.optim.Optimizer:
-        """The optimizer; `grouped`: weight decay on the weight matrices only
-        (RNNLanguageModel.decay_groups),
-        else on every parameter, as runs saved before round 18 trained."""
+        """The optimizer; `grouped`: weight decay on the weight matrices only (the model's
+        decay_groups), else on every parameter, as runs saved before round 18 trained."""
         c = self.config
         params = self.model.decay_groups() if grouped else self.model.parameters()
         if c.optimizer == "sgd":
