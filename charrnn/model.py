@@ -29,6 +29,14 @@ Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 # gain 1 integrates its input without bound: on tinyshakespeare (2x256, AdamW 3e-3, 45 s) gain 1
 # diverged even at 1/1000 of the LR, 0.9 needed 7 restores (1.674), 0.5 one (1.597).
 IDENTITY_GAIN = 0.5
+# Decoupled weight decay pulls every parameter towards zero on every step. A 2x256 LSTM on
+# tinyshakespeare (66 symbols), 3,850 bf16 steps (2 minutes) at decay 0.1, ended 0.004-0.013 nats
+# lower over three seeds without it on the embedding and biases (1.3992, 1.3993, 1.4066 against
+# 1.4050, 1.4120, 1.4109), 0.013 at 30,000 steps (10 minutes); sparing the biases alone ended
+# 0.005 higher (BENCHMARKS.md, round 18). On tang_poems.txt (5,388 symbols, an embedding of 345K
+# weights for 850K training tokens) the rows of rare characters overfit without it: 2x192, 6,000
+# steps, ended 0.054 higher (4.3144 against 4.2601; round 19). The biases stay spared at any size.
+SPARED_EMBEDDING_VOCAB = 256
 
 
 class RNNLanguageModel(nn.Module):
@@ -77,20 +85,20 @@ class RNNLanguageModel(nn.Module):
         if isinstance(self.rnn, CustomRNN):
             self.rnn.dropout = p
 
-    def decay_groups(self) -> list[dict]:
+    @property
+    def spares_embedding(self) -> bool:
+        """Whether the embedding goes without weight decay: while the vocabulary is small."""
+        return self.config.vocab_size <= SPARED_EMBEDDING_VOCAB
+
+    def decay_groups(self, spare_embedding: bool | None = None) -> list[dict]:
         """The parameters as two optimizer groups: the weight matrices, which take the weight
-        decay, and the embedding, biases and peepholes, which take none."""
-        # Decay pulls every row of the embedding towards zero, and a character seen rarely gets
-        # too few gradients to pull it back. A 2x256 LSTM, 3,850 bf16 steps (2 minutes) at decay
-        # 0.1, ended 0.004-0.013 nats lower over three seeds without decay on the embedding and
-        # biases (1.3992, 1.3993, 1.4066 against 1.4050, 1.4120, 1.4109), 0.013 at 30,000 steps
-        # (10 minutes). Sparing the biases alone ended 0.005 higher, sparing the decoder's matrix
-        # as well 0.007 higher (BENCHMARKS.md, round 18). On tang_poems.txt (5,386 characters, an
-        # embedding of 345K weights) it cost about 0.1 nats at 10 minutes (4.372 against 4.261):
-        # when a large vocabulary should keep the decay is not settled yet
+        decay, and the biases, the peepholes and (`spare_embedding`, by default while the
+        vocabulary is small) the embedding, which take none."""
+        if spare_embedding is None:
+            spare_embedding = self.spares_embedding
         decayed, spared = [], []
         for name, parameter in self.named_parameters():
-            exempt = parameter.dim() < 2 or name.startswith("embedding.")
+            exempt = parameter.dim() < 2 or (spare_embedding and name.startswith("embedding."))
             (spared if exempt else decayed).append(parameter)
         return [{"params": decayed}, {"params": spared, "weight_decay": 0.0, "decays": False}]
 

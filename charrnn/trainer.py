@@ -146,11 +146,13 @@ class Trainer:
         if resume_state is not None:
             restore(self, resume_state)
 
-    def _make_optimizer(self, grouped: bool = True) -> torch.optim.Optimizer:
+    def _make_optimizer(
+        self, grouped: bool = True, spare_embedding: bool | None = None
+    ) -> torch.optim.Optimizer:
         """The optimizer; `grouped`: weight decay on the weight matrices only (the model's
         decay_groups), else on every parameter, as runs saved before round 18 trained."""
         c = self.config
-        params = self.model.decay_groups() if grouped else self.model.parameters()
+        params = self.model.decay_groups(spare_embedding) if grouped else self.model.parameters()
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
         cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam

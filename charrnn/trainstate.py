@@ -109,8 +109,13 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     """Put a trainer back exactly where `capture` found it; a new budget in its config
     continues the LR curve (Schedule.extended)."""
     trainer.model.load_state_dict(state["model"])
-    if len(state["optimizer"]["param_groups"]) == 1:  # saved before round 18: decay on all
+    saved_groups = [len(group["params"]) for group in state["optimizer"]["param_groups"]]
+    if len(saved_groups) == 1:  # saved before round 18: decay on all
         trainer.optimizer = trainer._make_optimizer(grouped=False)
+    elif saved_groups != [len(group["params"]) for group in trainer.optimizer.param_groups]:
+        # saved in round 18, which spared the embedding at any vocabulary: it goes on as it was
+        spared = not trainer.model.spares_embedding
+        trainer.optimizer = trainer._make_optimizer(spare_embedding=spared)
     trainer.optimizer.load_state_dict(state["optimizer"])
     counters = state["trainer"]
     for name in ("step", "tokens", "best_val_loss", "best_step", "last_val_loss"):

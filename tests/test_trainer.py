@@ -14,6 +14,7 @@ from charrnn import checkpoint
 from charrnn.cache import prepare
 from charrnn.config import ADAM_BETAS, TORCH_ADAM_BETAS, ModelConfig, TrainConfig
 from charrnn.guard import RECOVER_AFTER
+from charrnn.model import SPARED_EMBEDDING_VOCAB
 from charrnn.rundir import RunDir
 from charrnn.trainer import Trainer, TrainingError
 
@@ -288,6 +289,42 @@ def test_weight_decay_falls_on_the_weight_matrices_alone(tiny_corpus):
     decayed = {name for name, p in named.items() if decay_of[id(p)] == 0.1}
     assert spared == {"embedding.weight"} | {n for n, p in named.items() if p.dim() == 1}
     assert decayed == {"decoder.weight"} | {n for n in named if n.startswith("rnn.weight_")}
+
+
+def test_a_large_vocabulary_keeps_the_decay_on_its_embedding(tmp_path):
+    # 400 distinct characters: past SPARED_EMBEDDING_VOCAB, the embedding's rows take the decay
+    symbols = [chr(0x4E00 + i) for i in range(400)]
+    corpus = tmp_path / "poems.txt"
+    corpus.write_text("\n".join("".join(symbols[i : i + 10]) for i in range(0, 400, 2)) + "\n")
+    trainer = Trainer(
+        prepare([corpus]),
+        ModelConfig(**TINY_MODEL),
+        TrainConfig(max_steps=5, **{**TINY_TRAIN, "weight_decay": 0.1}),
+    )
+    assert trainer.model.config.vocab_size > SPARED_EMBEDDING_VOCAB
+    decayed = {id(p) for p in trainer.optimizer.param_groups[0]["params"]}
+    assert id(trainer.model.embedding.weight) in decayed
+    assert trainer.optimizer.param_groups[1]["weight_decay"] == 0.0
+
+
+def test_a_run_saved_sparing_its_embedding_at_any_vocabulary_resumes_as_it_was(
+    tiny_corpus, tmp_path
+):
+    # round 18 spared the embedding whatever the vocabulary: a small one takes the other choice
+    config = TrainConfig(max_steps=20, **{**TINY_TRAIN, "weight_decay": 0.1})
+    trainer = Trainer(prepare([tiny_corpus]), ModelConfig(**TINY_MODEL), config)
+    assert trainer.model.spares_embedding
+    trainer.optimizer = trainer._make_optimizer(spare_embedding=False)
+    with RunDir.create(tmp_path / "other") as run:
+        trainer.run_dir = run
+        assert trainer.run().steps == 20
+    resumed = charrnn.resume(tmp_path / "other", overrides={"max_steps": 30})
+    assert resumed.steps == 30 and math.isfinite(resumed.best_val_loss)
+    saved = checkpoint.load(resumed.run_dir / "latest.pt")["optimizer"]["param_groups"]
+    sizes = [len(group["params"]) for group in saved]
+    model = trainer.model
+    assert sizes == [len(group["params"]) for group in model.decay_groups(spare_embedding=False)]
+    assert sizes != [len(group["params"]) for group in model.decay_groups()]
 
 
 def test_a_run_saved_before_skip_connections_loads_and_resumes_as_it_was(tiny_corpus, tmp_path):
