@@ -22,6 +22,7 @@ from charrnn.sizing import (
     SizePlan,
     dropout_for,
     ladder,
+    memorising_epochs,
     plan_size,
     replanned,
     stated_tokens,
@@ -106,6 +107,21 @@ def test_dropout_and_weight_decay_rise_smoothly_with_the_epochs_planned():
     for planned in [e / 4 for e in range(1, 400)]:
         assert abs(dropout_for(0.9 * planned) - dropout_for(planned)) <= 0.041
         assert abs(weight_decay_for(0.9 * planned) - weight_decay_for(planned)) <= 0.031
+
+
+def test_a_model_with_more_weights_than_corpus_tokens_is_planned_more_dropout():
+    # tang_poems.txt: 5,388 symbols, 848K training tokens; 2x192 holds 2.9M weights, most of them
+    # the embedding and decoder, and memorises at 7 epochs as tinyshakespeare's 2x256 does at 24
+    assert memorising_epochs(7.0, 894_723, 1_003_854) == 7.0  # fewer weights than tokens
+    assert memorising_epochs(7.0, 2_913_804, 848_000) == 7.0 * 2_913_804 / 848_000
+    config = ModelConfig(vocab_size=5_388, layers=2, hidden=192, embed=64, dropout=0)
+    shape = Candidate(2, 192, config.parameters(), config.recurrent_parameters(), 10_000.0)
+    tang = plan_size([shape], 848_000, seconds=600.0)
+    assert 6 < tang.epochs < 8 and dropout_for(tang.epochs) == 0.0 and tang.dropout == 0.2
+    again = replanned(dataclasses.replace(tang, chosen=("dropout",)), 8.4e6, 848_000, 14_000.0)
+    assert again.dropout == 0.2
+    # the same epochs on a corpus as large as the model keep the dropout the epochs alone give
+    assert plan_size([shape], 3_000_000, tokens=7 * 3e6).dropout == 0.0
 
 
 def test_a_slower_machine_gets_a_smaller_model():
