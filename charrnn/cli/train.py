@@ -96,8 +96,9 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
 @click.option(
     "--weight-decay",
     type=float,
-    help="Weight decay of the weight matrices; the embedding and biases take none (default: "
-    "with adamw, 0 up to 1 planned epoch, rising to 0.1 at 2; else 0).",
+    help="Weight decay of the weight matrices; the biases take none, nor does the embedding of "
+    "a vocabulary of up to 256 symbols (default: with adamw, 0 up to 1 planned epoch, rising "
+    "to 0.1 at 2; else 0).",
 )
 @click.option(
     "--clip", type=float, help="Clip the global gradient norm to this (0: off; default 1)."
