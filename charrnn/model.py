@@ -34,7 +34,7 @@ IDENTITY_GAIN = 0.5
 # lower over three seeds without it on the embedding and biases (1.3992, 1.3993, 1.4066 against
 # 1.4050, 1.4120, 1.4109), 0.013 at 30,000 steps (10 minutes); sparing the biases alone ended
 # 0.005 higher (BENCHMARKS.md, round 18). On tang_poems.txt (5,388 symbols, an embedding of 345K
-# weights for 850K training tokens) the rows of rare characters overfit without it: 2x192, 6,000
+# weights for 850K training tokens, most rows rare characters') sparing it hurt: 2x192, 6,000
 # steps, ended 0.054 higher (4.3144 against 4.2601; round 19). The biases stay spared at any size.
 SPARED_EMBEDDING_VOCAB = 256
 

@@ -14,8 +14,9 @@ trained at the learning rate that suits its width (BENCHMARKS.md):
   of the corpus, so a small corpus is not memorised by a big model over dozens of epochs (the
   embedding and decoder are left out: a 5,000-character Chinese vocabulary is not capacity to
   memorise with);
-- dropout and weight decay rise with the epochs planned (dropout's counted for more where the
-  model has more weights than the corpus has tokens), the learning rate falls with the width.
+- dropout and weight decay rise with the epochs planned (for dropout, the epochs count for more
+  where the model has more weights than the corpus has tokens), the learning rate falls with the
+  width.
 
 Explicit sizes always win: only the ones left as None are chosen, among shapes that honour the
 ones given. A step or epoch budget needs no measuring: it states its tokens.

@@ -310,7 +310,8 @@ def test_a_large_vocabulary_keeps_the_decay_on_its_embedding(tmp_path):
 def test_a_run_saved_sparing_its_embedding_at_any_vocabulary_resumes_as_it_was(
     tiny_corpus, tmp_path
 ):
-    # round 18 spared the embedding whatever the vocabulary: a small one takes the other choice
+    # the mirror of a round-18 run with a large vocabulary (saved with its embedding spared):
+    # a small vocabulary saved with its embedding decayed goes on with the grouping it saved
     config = TrainConfig(max_steps=20, **{**TINY_TRAIN, "weight_decay": 0.1})
     trainer = Trainer(prepare([tiny_corpus]), ModelConfig(**TINY_MODEL), config)
     assert trainer.model.spares_embedding
