@@ -50,7 +50,7 @@ def replan_from_speed(trainer: Trainer) -> str | None:
     trainer.model.set_dropout(new.dropout)
     c.weight_decay = new.weight_decay
     for group in trainer.optimizer.param_groups:
-        if group.get("decays", True):  # the embedding and biases take none (model.py)
+        if group.get("decays", True):  # the spared group stays at none (decay_groups, model.py)
             group["weight_decay"] = new.weight_decay
     trainer.guard.remember(trainer.model, trainer.optimizer)  # a recovery keeps the new settings
     changes = [
