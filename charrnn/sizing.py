@@ -68,7 +68,7 @@ HIDDEN_LADDER = (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 # vocabulary's embedding and decoder memorise too (`memorising_epochs`). On tang_poems.txt (5,388
 # symbols: 2x192 holds 2.9M weights, 3.4 per training token) 6,000 steps (7.2 epochs, 25 counted)
 # ended at 4.2601 with dropout 0.05, 4.2314 with 0.15, 4.2423 with 0.25 (round 19), and a
-# 10-minute run (9.7 epochs, 33 counted) at 4.195 with 0.2; the line passes through both optima.
+# 10-minute run (9.7 epochs, 33 counted) at 4.195 with 0.2; the line passes close to both.
 DROPOUT_BY_EPOCHS = ((8, 0.0), (16, 0.05), (32, 0.2), (80, 0.3))
 # At 10 minutes (2x384, 16 epochs, dropout 0.2) weight decay 0.1 ended 0.022 nats below none
 # (1.3957 vs 1.4177). With Adam's beta1 at 0.6 it pays from 2 epochs: 2x256 at 8e-3 ended 0.037
