@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 import torch
-from common import print_table, shakespeare, write_result
+from common import cpu_hog, print_table, shakespeare, write_result
 
 from charrnn.cache import prepare
 from charrnn.config import ModelConfig, TrainConfig
@@ -26,10 +24,6 @@ from charrnn.devices import DEFAULT_THREADS
 from charrnn.model import RNNLanguageModel
 from charrnn.sampling import LanguageModel
 from charrnn.trainer import Trainer
-
-
-def hog() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 def train_rate(prepared, threads: int | None, seconds: float) -> float:
@@ -69,12 +63,9 @@ def main() -> None:
     }  # fmt: skip
     for name, measure in contenders.items():
         idle = measure()
-        process = hog()
-        time.sleep(0.5)
-        try:
+        with cpu_hog():
+            time.sleep(0.5)
             busy = measure()
-        finally:
-            process.kill()
         rows.append([name, f"{idle:,.0f}", f"{busy:,.0f}", f"{busy / idle:.0%}"])
         record[name] = {"idle": idle, "busy": busy, "kept": busy / idle}
     print_table(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import matmul_gflops, print_table, shakespeare, write_result
+from common import cpu_hog, matmul_gflops, print_table, shakespeare, write_result
 from torch import nn
 
 from charrnn.checks import parse_duration
@@ -206,16 +206,12 @@ def main() -> None:
     corpus = shakespeare()
     results = {}
     peak = [matmul_gflops()]  # the bar is set for a machine's fp32 matmul peak
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
-    try:
+    with cpu_hog(args.hog):
         with tempfile.TemporaryDirectory() as tmp:
             results["charrnn"] = run_charrnn(corpus, args.budget, args.extra, Path(tmp))
         train, val, vocab = split_ids(corpus)
         for peer in args.peer:
             results[peer] = PEERS[peer](train, val, vocab, budget)
-    finally:
-        if hog is not None:
-            hog.kill()
     peak.append(matmul_gflops())
     rows = [
         [name, f"{r['val_loss']:.4f}", f"{r['tokens']:,}", r.get("command", "(peer, same split)")]

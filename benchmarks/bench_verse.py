@@ -1,6 +1,6 @@
 """Verse forms on real poetry: train on tang_poems.txt, then write poems with and without --form.
 
-    python benchmarks/bench_verse.py [--minutes 3] [--poems 50] [--run DIR]
+    python benchmarks/bench_verse.py [--minutes 3] [--poems 50] [--run DIR] [--hog]
 
 Trains a char model (eos per line) for the given minutes with the default automatic sizing
 (or reuses --run), then for wujue and qilv draws the same seeds three ways:
@@ -9,6 +9,7 @@ Trains a char model (eos per line) for the given minutes with the default automa
 - --form --rhyme: constrained, even verses on one rhyme class (十三辙).
 Reports the share of well-formed poems, the share of even verses that rhyme with the first even
 verse, and the mean log-probability per token under the model (the price of the constraint).
+With --hog, training and generation both run beside a CPU-bound process.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import SHARED, print_table, write_result
+from common import SHARED, cpu_hog, print_table, write_result
 
 import charrnn
 from charrnn.verse import _THIRTEEN, parse_form
@@ -59,33 +60,29 @@ def rhyme_share(poems: list[list[str]]) -> float:
     return hits / total if total else 0.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=3.0)
-    parser.add_argument("--poems", type=int, default=50)
-    parser.add_argument("--run", help="reuse this run directory instead of training")
-    parser.add_argument("--name", default="verse", help="result file name")
-    args = parser.parse_args()
-    corpus = SHARED / "tang_poems.txt"
-    if not corpus.is_file():
-        raise SystemExit(f"{corpus} not found")
-    tmp = tempfile.mkdtemp(prefix="bench-verse-")
-    os.environ.setdefault("CHARRNN_DATA", f"{tmp}/data")
+def train_or_reuse(corpus: Path, args: argparse.Namespace, tmp: str) -> tuple[Path, dict]:
+    """The run to write with, and what its training cost (tokens, seconds) where known."""
     if args.run:  # a run trained earlier (e.g. by this script): --minutes labels it
         run = Path(args.run)
-        val = charrnn.info(run).metrics.get("best_val_loss")
-    else:
-        result = charrnn.train(
-            [corpus],
-            run_dir=f"{tmp}/run",
-            train_config=charrnn.TrainConfig(max_time=args.minutes * 60),
-        )
-        run, val = result.run_dir, result.best_val_loss
-    model = charrnn.load(run)
-    rows, record = [], {"minutes": args.minutes, "best_val_loss": val, "forms": {}}
+        return run, {"minutes": args.minutes, "hog": args.hog,
+                     "best_val_loss": charrnn.info(run).metrics.get("best_val_loss")}  # fmt: skip
+    result = charrnn.train(
+        [corpus],
+        run_dir=f"{tmp}/run",
+        train_config=charrnn.TrainConfig(max_time=args.minutes * 60),
+    )
+    record = {"minutes": args.minutes, "hog": args.hog, "best_val_loss": result.best_val_loss,
+              "tokens": result.tokens, "elapsed": result.elapsed}  # fmt: skip
+    return result.run_dir, record
+
+
+def score_forms(model: charrnn.LanguageModel, poems: int, record: dict) -> list[list[str]]:
+    """Draw each form three ways; fill record["forms"] and return the table's rows."""
+    rows = []
+    record["forms"] = {}
     for form, couplets in FORMS.items():
         lengths = parse_form(form)
-        options = dict(num_samples=args.poems, seed=1000, temperature=0.8)
+        options = dict(num_samples=poems, seed=1000, temperature=0.8)
         ways = {
             "unconstrained": model.samples(lines=couplets, **options),
             "--form": model.samples(form=form, **options),
@@ -112,12 +109,36 @@ def main() -> None:
                 "mean_logprob": logprob,
                 "example": samples[0].text,
             }
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--poems", type=int, default=50)
+    parser.add_argument("--run", help="reuse this run directory instead of training")
+    parser.add_argument("--name", default="verse", help="result file name")
+    parser.add_argument(
+        "--hog", action="store_true", help="train and generate beside a CPU-bound process"
+    )
+    args = parser.parse_args()
+    corpus = SHARED / "tang_poems.txt"
+    if not corpus.is_file():
+        raise SystemExit(f"{corpus} not found")
+    tmp = tempfile.mkdtemp(prefix="bench-verse-")
+    os.environ.setdefault("CHARRNN_DATA", f"{tmp}/data")
+    with cpu_hog(args.hog):
+        run, record = train_or_reuse(corpus, args, tmp)
+        rows = score_forms(charrnn.load(run), args.poems, record)
     print_table(
-        f"Verse forms, char model trained {args.minutes:g} min on tang_poems.txt "
-        f"(val loss {val:.3f} nats/char), {args.poems} poems per row, same seeds",
+        f"Verse forms, char model trained {args.minutes:g} min on tang_poems.txt"
+        f"{' beside a CPU hog' if args.hog else ''} "
+        f"(val loss {record['best_val_loss']:.3f} nats/char), {args.poems} poems per row, same seeds",
         ["form", "decoding", "poems well-formed", "lines", "even verses rhyme", "mean log P/token"],
         rows,
     )
+    if "tokens" in record:
+        print(f"trained {record['tokens']:,} tokens in {record['elapsed']:.0f} s")
     for form in FORMS:
         print(
             f"\n{form} --rhyme, first sample:\n{record['forms'][form]['--form --rhyme']['example']}"

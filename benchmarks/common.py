@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -31,6 +35,23 @@ def machine() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def hog() -> subprocess.Popen:
+    """A second CPU-bound process, the competing load the issue measures beside."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+@contextmanager
+def cpu_hog(enabled: bool = True) -> Iterator[None]:
+    """Run the block beside a CPU hog (or idle when not enabled); the hog never outlives it."""
+    process = hog() if enabled else None
+    try:
+        yield
+    finally:
+        if process is not None:
+            process.kill()
+            process.wait()
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
