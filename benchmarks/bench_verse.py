@@ -62,17 +62,16 @@ def rhyme_share(poems: list[list[str]]) -> float:
 
 def train_or_reuse(corpus: Path, args: argparse.Namespace, tmp: str) -> tuple[Path, dict]:
     """The run to write with, and what its training cost (tokens, seconds) where known."""
+    record = {"minutes": args.minutes, "hog": args.hog}
     if args.run:  # a run trained earlier (e.g. by this script): --minutes labels it
         run = Path(args.run)
-        return run, {"minutes": args.minutes, "hog": args.hog,
-                     "best_val_loss": charrnn.info(run).metrics.get("best_val_loss")}  # fmt: skip
+        return run, {**record, "best_val_loss": charrnn.info(run).metrics.get("best_val_loss")}
     result = charrnn.train(
         [corpus],
         run_dir=f"{tmp}/run",
         train_config=charrnn.TrainConfig(max_time=args.minutes * 60),
     )
-    record = {"minutes": args.minutes, "hog": args.hog, "best_val_loss": result.best_val_loss,
-              "tokens": result.tokens, "elapsed": result.elapsed}  # fmt: skip
+    record.update(best_val_loss=result.best_val_loss, tokens=result.tokens, elapsed=result.elapsed)
     return result.run_dir, record
 
 
