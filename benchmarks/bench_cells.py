@@ -20,10 +20,10 @@ import time
 
 from common import print_table, shakespeare, write_result
 
-from charrnn.cache import prepare
 from charrnn.config import CELLS, ModelConfig, TrainConfig
-from charrnn.sampling import LanguageModel
-from charrnn.trainer import Trainer
+from charrnn.data.cache import prepare
+from charrnn.generation.sampling import LanguageModel
+from charrnn.training.trainer import Trainer
 
 
 def train_rate(prepared, cell: str, args, precision: str = "fp32") -> float:

@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 from common import print_table, shakespeare, write_result
 
-from charrnn import checkpoint
-from charrnn.cache import prepare
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.devices import pick_device
-from charrnn.model import RNNLanguageModel
-from charrnn.sampling import LanguageModel
-from charrnn.trainer import Trainer
+from charrnn.data.cache import prepare
+from charrnn.generation.sampling import LanguageModel
+from charrnn.model import checkpoint
+from charrnn.model.devices import pick_device
+from charrnn.model.language_model import RNNLanguageModel
+from charrnn.training.trainer import Trainer
 
 
 def synchronize(device: torch.device) -> None:

@@ -26,8 +26,8 @@ import torch
 from common import SHARED, matmul_gflops, print_table, write_result
 
 import charrnn
-from charrnn.chat import ChatSession
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig
+from charrnn.generation.chat import ChatSession
 
 
 def build_checkpoint(workdir: Path, hidden: int, layers: int) -> Path:

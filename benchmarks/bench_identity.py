@@ -17,10 +17,10 @@ import tempfile
 import torch
 from common import print_table, shakespeare, write_result
 
-from charrnn.cache import prepare
 from charrnn.config import ModelConfig, TrainConfig
+from charrnn.data.cache import prepare
 from charrnn.errors import CharRNNError
-from charrnn.trainer import Trainer
+from charrnn.training.trainer import Trainer
 
 
 def run(prepared, gain: float | None, seconds: float) -> dict:

@@ -18,12 +18,12 @@ import time
 import torch
 from common import cpu_hog, print_table, shakespeare, write_result
 
-from charrnn.cache import prepare
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.devices import DEFAULT_THREADS
-from charrnn.model import RNNLanguageModel
-from charrnn.sampling import LanguageModel
-from charrnn.trainer import Trainer
+from charrnn.data.cache import prepare
+from charrnn.generation.sampling import LanguageModel
+from charrnn.model.devices import DEFAULT_THREADS
+from charrnn.model.language_model import RNNLanguageModel
+from charrnn.training.trainer import Trainer
 
 
 def train_rate(prepared, threads: int | None, seconds: float) -> float:

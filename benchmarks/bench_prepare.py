@@ -62,7 +62,7 @@ def make_corpus(path: Path, megabytes: int) -> int:
     if source.is_file():
         block = source.read_bytes()
     else:
-        from charrnn import catalog
+        from charrnn.data import catalog
 
         block = catalog.build_python_stdlib()
     target = megabytes * 1_000_000

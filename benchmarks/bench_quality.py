@@ -161,7 +161,7 @@ def run_charrnn(corpus: Path, budget_text: str, extra: list[str], workdir: Path)
     evals = [r for r in records if r["kind"] == "eval"]
     config = json.loads((run_dir / "config.json").read_text())
     # evaluations while training read a subsample; best.pt's whole-split loss is the comparable one
-    from charrnn import checkpoint
+    from charrnn.model import checkpoint
 
     best = checkpoint.load(run_dir / "best.pt")["metrics"]
     whole = best.get("split") == "whole"

@@ -19,9 +19,9 @@ from common import matmul_gflops, print_table, shakespeare, write_result
 from torch import nn
 
 import charrnn
-from charrnn.cache import prepare
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.trainer import Trainer
+from charrnn.data.cache import prepare
+from charrnn.training.trainer import Trainer
 
 
 def lstm_flops_per_token(vocab: int, embed: int, hidden: int, layers: int) -> float:

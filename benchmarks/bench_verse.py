@@ -24,7 +24,7 @@ from pathlib import Path
 from common import SHARED, cpu_hog, print_table, write_result
 
 import charrnn
-from charrnn.verse import _THIRTEEN, parse_form
+from charrnn.generation.verse import _THIRTEEN, parse_form
 
 FORMS = {"wujue": 2, "qilv": 4}  # couplets (lines of the corpus) per poem
 

@@ -16,6 +16,10 @@ class ConfigError(CharRNNError, ValueError):
     """An option value that cannot work (``--bptt 0``, ``--tie-weights`` with embed != hidden)."""
 
 
+class TrainingError(CharRNNError):
+    """Training cannot go on (diverged beyond recovery, unusable device...)."""
+
+
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 

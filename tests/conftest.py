@@ -17,7 +17,7 @@ TINY_TEXT = (
 def skip_unless_cpu_runs_bf16_lstm() -> None:
     """bf16 LSTM tests need oneDNN's kernel (AVX-512); without it bf16 is a one-line error,
     tested in test_runs."""
-    from charrnn.devices import cpu_runs_bf16_lstm
+    from charrnn.model.devices import cpu_runs_bf16_lstm
 
     if not cpu_runs_bf16_lstm():
         pytest.skip(

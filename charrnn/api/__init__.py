@@ -1,0 +1,177 @@
+"""The front door: every command of the CLI is one function here, usable from Python with the
+same defaults and checks.
+
+    prepare()  train()  resume()  load()  score_texts()  chat_session()  info()  corpora()  fetch_corpus()
+
+It wires corpus preparation, the run directory, the trainer and the sampler together without
+knowing anything about terminals. Ctrl-C during training is handled here, not in the training
+loop: the first one asks the trainer to stop after its step and save latest.pt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from ..checks import check_text
+from ..config import ModelConfig, SampleConfig
+from ..data import catalog
+from ..data.corpus import read_corpus
+from ..errors import ConfigError
+from ..generation.chat import ChatSession
+from ..generation.sampling import LanguageModel, Score, TokenSurprisal, load
+from ..inspection.insight import draw_gradients, gradient_curves, neuron_ranking, plot_runs
+from ..inspection.pages import surprisal_page, unit_page, write_page
+from ..model import checkpoint
+from ..training.distributed import launch
+from ..training.rundir import resolve_checkpoint
+from .runs import (
+    FINAL_SAMPLE_LENGTH,
+    RESUMABLE_FIELDS,
+    checkpoint_file,
+    default_run_dir,
+    resume,
+    train,
+)
+from .runs import prepare_corpus as prepare
+
+__all__ = [
+    "CheckpointInfo",
+    "FINAL_SAMPLE_LENGTH",
+    "RESUMABLE_FIELDS",
+    "chat_session",
+    "checkpoint_file",
+    "corpora",
+    "default_run_dir",
+    "draw_gradients",
+    "fetch_corpus",
+    "gradient_curves",
+    "info",
+    "launch",
+    "load",
+    "neuron_ranking",
+    "plot_runs",
+    "prepare",
+    "resume",
+    "score_texts",
+    "surprisal",
+    "surprisal_page",
+    "train",
+    "unit_page",
+    "write_page",
+]
+
+
+# -- using a model ---------------------------------------------------------------------------
+def score_texts(
+    model: LanguageModel,
+    text: str | None = None,
+    file: str | os.PathLike | None = None,
+    per_line: bool = False,
+) -> list[Score]:
+    """Score TEXT or a file's text as a whole, or each non-empty line ranked most likely first."""
+    text = _text_or_file(text, file)
+    check_text("TEXT", text)
+    pieces = [line for line in text.splitlines() if line.strip()] if per_line else [text]
+    if not pieces:
+        raise ConfigError("nothing to score: the text has no lines")
+    scores = model.score_many(pieces)
+    if per_line:
+        scores.sort(key=lambda s: s.logprob, reverse=True)
+    return scores
+
+
+def surprisal(
+    model: LanguageModel, text: str | None = None, file: str | os.PathLike | None = None
+) -> list[TokenSurprisal]:
+    """TEXT or a file's text, token by token, with surprisal in bits and the top-5 guesses."""
+    return model.surprisal(_text_or_file(text, file))
+
+
+def _text_or_file(text: str | None, file: str | os.PathLike | None) -> str:
+    if (text is None) == (file is None):
+        raise ConfigError("give either TEXT or --file FILE")
+    return read_corpus([file]) if file is not None else text
+
+
+def chat_session(
+    target: str | os.PathLike | LanguageModel | None = None,
+    sampling: SampleConfig | None = None,
+    user_prefix: str = "",
+    bot_prefix: str = "",
+    max_reply: int = 200,
+    form: str | None = None,
+    rhyme: bool | str = False,
+    tones: bool = False,
+) -> ChatSession:
+    """A conversation with a model (a checkpoint, run directory, None for the newest run, or a
+    loaded model); its `reply(text)` yields the answer piece by piece."""
+    model = target if isinstance(target, LanguageModel) else load(target)
+    return ChatSession(
+        model,
+        sampling or SampleConfig(),
+        user_prefix,
+        bot_prefix,
+        max_reply,
+        [],
+        form,
+        rhyme,
+        tones,
+    )
+
+
+@dataclasses.dataclass
+class CheckpointInfo:
+    path: Path
+    model: ModelConfig
+    parameters: int
+    tokenizer: dict[str, Any]  # level, eos, vocabulary
+    data: dict[str, Any]
+    sources: list[str]
+    counters: dict[str, Any]
+    metrics: dict[str, Any]
+    format: str
+
+
+def info(target: str | os.PathLike | None = None) -> CheckpointInfo:
+    """What a checkpoint (file, run directory, or None for the newest run) holds."""
+    path = resolve_checkpoint(target)
+    state = checkpoint.load(path)
+    config = checkpoint.check_model(state, path)
+    tokenizer = checkpoint.build_tokenizer(state, path)
+    return CheckpointInfo(
+        path=path,
+        model=config,
+        parameters=config.parameters(),
+        tokenizer={
+            "level": tokenizer.level,
+            "eos": tokenizer.eos,
+            "vocabulary": tokenizer.vocab_size,
+        },
+        data=state.get("data_config") or {},
+        sources=list((state.get("corpus") or {}).get("sources", [])),
+        counters=state.get("trainer") or {},
+        metrics=state.get("metrics") or {},
+        format=f"v{state['format_version']}, charrnn {state.get('charrnn_version', '?')}",
+    )
+
+
+def corpora() -> list[tuple[catalog.CatalogEntry, bool]]:
+    """The corpora known by name, each with whether it is installed here."""
+    return [(entry, catalog.is_present(name)) for name, entry in catalog.CATALOG.items()]
+
+
+def fetch_corpus(
+    name: str,
+    source_file: str | os.PathLike | None = None,
+    url: str | None = None,
+    progress: catalog.ProgressCallback | None = None,
+) -> Path:
+    """Download corpus NAME (or install it from a local copy), checking size and sha256."""
+    return catalog.fetch(name, source_file=source_file, url=url, progress=progress)
+
+
+def corpora_folder() -> Path:
+    return catalog.data_dir() / "corpora"

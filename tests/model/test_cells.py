@@ -1,0 +1,193 @@
+"""The seeds' cells and minGRU: formulas, chunked = step by step, sampling, exact resume, CLI."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from charrnn.cli import cli
+from charrnn.config import CELLS, ModelConfig, TrainConfig
+from charrnn.data.cache import prepare
+from charrnn.errors import ConfigError
+from charrnn.model import checkpoint
+from charrnn.model.cells import CustomRNN
+from charrnn.model.devices import cpu_multiplies_bf16, resolve_precision
+from charrnn.model.language_model import IDENTITY_GAIN, RNNLanguageModel
+from charrnn.training.rundir import RunDir, holds_run
+from charrnn.training.trainer import Trainer
+
+from ..conftest import TINY_CLI, TINY_MODEL, TINY_TRAIN, skip_unless_cpu_runs_bf16_lstm
+
+NEW_CELLS = ["lstm-peephole", "gru-simple", "mingru"]
+
+
+def sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def by_formula(cell, params, xs):
+    """The seed notes' equations, step by step in numpy (one layer, batch 1, zero start)."""
+    W, b = params["weight_ih_l0"], params["bias_ih_l0"]
+    U, d = params.get("weight_hh_l0"), params.get("bias_hh_l0")
+    size = W.shape[0] // {"lstm-peephole": 4, "gru-simple": 2, "mingru": 2}[cell]
+    h, c, outputs = np.zeros(size), np.zeros(size), []
+    for x in xs:
+        if cell == "lstm-peephole":
+            p_i, p_f, p_o = np.split(params["peephole_l0"], 3)
+            g = W @ x + b + U @ h + d
+            i = sigmoid(g[:size] + p_i * c)
+            f = sigmoid(g[size : 2 * size] + p_f * c)
+            o = sigmoid(g[3 * size :] + p_o * c)  # every gate sees c<t-1>
+            c = f * c + i * np.tanh(g[2 * size : 3 * size])
+            h = o * np.tanh(c)
+        elif cell == "gru-simple":
+            g = W @ x + b + U @ h + d  # W_x x + W_c c<t-1> + b: [c<t-1>, x] split in two
+            gamma_u = sigmoid(g[:size])
+            candidate = np.tanh(g[size:])
+            h = gamma_u * candidate + (1 - gamma_u) * h
+        else:
+            g = W @ x + b
+            z = sigmoid(g[:size])
+            v = g[size:]
+            h_tilde = np.where(v >= 0, v + 0.5, sigmoid(v))
+            h = (1 - z) * h + z * h_tilde
+        outputs.append(h.copy())
+    return np.array(outputs)
+
+
+@pytest.mark.parametrize("cell", NEW_CELLS)
+def test_each_cell_follows_its_formulas(cell):
+    torch.manual_seed(1)
+    module = CustomRNN(cell, 3, 2, 1, 0.0).double()
+    xs = np.random.default_rng(0).normal(size=(5, 3))
+    output, _ = module(torch.from_numpy(xs).unsqueeze(0))
+    params = {k: v.detach().numpy() for k, v in module.named_parameters()}
+    np.testing.assert_allclose(output[0].detach().numpy(), by_formula(cell, params, xs), atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", NEW_CELLS)
+def test_stacked_chunks_with_carried_state_equal_step_by_step(cell):
+    torch.manual_seed(2)
+    model = RNNLanguageModel(
+        ModelConfig(vocab_size=11, cell=cell, layers=3, hidden=16, embed=8, dropout=0.0)
+    )
+    ids = torch.randint(0, 11, (4, 24))
+    whole, _ = model(ids)
+    first, state = model(ids[:, :10])
+    second, _ = model(ids[:, 10:], state)
+    assert (torch.cat([first, second], 1) - whole).abs().max() < 1e-5
+    stepper, logits_by_step = model.stepper(), []
+    step_state = stepper.zero_state(4)
+    for t in range(24):
+        logits, step_state = stepper(ids[:, t], step_state)
+        logits_by_step.append(logits)
+    assert (torch.stack(logits_by_step, 1) - whole).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu", *NEW_CELLS])
+def test_parameter_count_is_computed_right(cell):
+    config = ModelConfig(vocab_size=13, cell=cell, layers=2, hidden=6, embed=5, dropout=0.0)
+    assert config.parameters() == RNNLanguageModel(config).num_parameters
+
+
+def test_identity_init_for_the_relu_rnn():
+    model = RNNLanguageModel(
+        ModelConfig(vocab_size=9, cell="rnn-relu", layers=2, hidden=6, embed=4, init="identity")
+    )
+    assert torch.equal(model.rnn.weight_hh_l1, IDENTITY_GAIN * torch.eye(6))
+    assert torch.count_nonzero(model.rnn.bias_hh_l0) == 0
+    with pytest.raises(ConfigError, match="--init identity is for --cell rnn-relu"):
+        ModelConfig(vocab_size=9, cell="lstm", layers=1, hidden=4, embed=4, dropout=0.0,
+                    init="identity").validate()  # fmt: skip
+
+
+def weights_hash(path):
+    model = checkpoint.load(path)["model"]
+    return hashlib.sha256(b"".join(t.numpy().tobytes() for t in model.values())).hexdigest()
+
+
+def run_cell(corpus, out, cell, stop_at=None, init="default"):
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 10})
+    model = ModelConfig(**{**TINY_MODEL, "cell": cell, "layers": 2, "dropout": 0.1, "init": init})
+    resumed = holds_run(out)
+    with RunDir.open(out) if resumed else RunDir.create(out) as run:
+        trainer = Trainer(prepare([corpus]), model, config, run=run,
+                          resume_state=run.resume_state() if resumed else None)  # fmt: skip
+        trainer.on_event = lambda e: (
+            e.kind == "eval" and e.step == stop_at and trainer.request_stop()
+        )
+        return trainer.run()
+
+
+@pytest.mark.parametrize(
+    "cell, init", [(c, "default") for c in NEW_CELLS] + [("rnn-relu", "identity")]
+)
+def test_resume_is_exact_for_each_cell(tiny_corpus, tmp_path, cell, init):
+    full = run_cell(tiny_corpus, tmp_path / "full", cell, init=init)
+    assert full.steps == 30 and full.best_val_loss < np.log(30)
+    assert run_cell(tiny_corpus, tmp_path / "cut", cell, stop_at=20, init=init).interrupted
+    run_cell(tiny_corpus, tmp_path / "cut", cell, init=init)
+    assert weights_hash(tmp_path / "cut" / "latest.pt") == weights_hash(
+        tmp_path / "full" / "latest.pt"
+    )
+
+
+@pytest.mark.parametrize("cell", [*NEW_CELLS, "rnn-relu --init identity"])
+def test_new_cells_train_generate_score_and_chat(tiny_corpus, tmp_path, cell):
+    out = tmp_path / cell.split()[0]
+    command = ["train", str(tiny_corpus), "--out", str(out), "--cell", *cell.split()]
+    trained = CliRunner().invoke(cli, [*command, "--max-steps", "20", *TINY_CLI])
+    assert trained.exit_code == 0, trained.output
+    generated = CliRunner().invoke(
+        cli, ["generate", str(out), "--prime", "the", "--length", "30", "--seed", "1"]
+    )
+    assert generated.exit_code == 0 and generated.output.startswith("the")
+    scored = CliRunner().invoke(cli, ["score", str(out), "the cat", "--format", "json"])
+    assert scored.exit_code == 0 and '"logprob"' in scored.output
+    chatted = CliRunner().invoke(cli, ["chat", str(out), "--seed", "2"], input="the cat\n")
+    assert chatted.exit_code == 0
+    info = CliRunner().invoke(cli, ["info", str(out)])
+    assert cell.split()[0].upper() in info.output
+
+
+def test_mingru_scans_agree_and_the_hand_written_backward_is_right():
+    from charrnn.model.cells import LerpScan, parallel_scan, positive
+
+    torch.manual_seed(3)
+    k, v = torch.randn(2, 9, 4, dtype=torch.double), torch.randn(2, 9, 4, dtype=torch.double)
+    h0 = torch.rand(2, 4, dtype=torch.double)
+    by_hand = LerpScan.apply(torch.sigmoid(k), positive(v), h0)
+    assert (by_hand - parallel_scan(k, v, h0)).abs().max() < 1e-10
+    z = torch.rand(2, 6, 3, dtype=torch.double, requires_grad=True)
+    g = torch.rand(2, 6, 3, dtype=torch.double, requires_grad=True)
+    h = torch.rand(2, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(LerpScan.apply, (z, g, h))
+
+
+def test_the_peephole_layer_backward_by_hand_is_right():
+    from charrnn.model.cells import PeepholeScan
+
+    torch.manual_seed(4)
+    shapes = [(2, 5, 12), (12, 3), (12,), (9,), (2, 3), (2, 3)]
+    args = [torch.randn(s, dtype=torch.double, requires_grad=True) for s in shapes]
+    assert torch.autograd.gradcheck(PeepholeScan.apply, args)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_cell_trains_in_bf16(tiny_corpus, tmp_path, cell):
+    if cell == "lstm":
+        skip_unless_cpu_runs_bf16_lstm()
+    prepared = prepare([tiny_corpus])
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 40, "precision": "bf16"})
+    result = Trainer(prepared, ModelConfig(**{**TINY_MODEL, "cell": cell}), config).run()
+    assert result.steps == 40 and result.best_val_loss < np.log(30)
+
+
+def test_auto_precision_follows_the_device_and_the_cell():
+    cpu = torch.device("cpu")
+    fast = "bf16" if cpu_multiplies_bf16() else "fp32"
+    assert resolve_precision("auto", cpu, "lstm") == fast
+    assert {resolve_precision("auto", cpu, cell) for cell in CELLS if cell != "lstm"} == {"fp32"}
+    assert resolve_precision("fp32", cpu, "lstm") == "fp32"
