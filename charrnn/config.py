@@ -33,9 +33,7 @@ MODEL_SIZE_FIELDS = (
 # output is needed (model.py)
 FUSED_CELLS = ("lstm", "gru", "rnn", "rnn-relu")
 DECODING_ERRORS = ("strict", "replace", "ignore")
-DEFAULT_BUDGET = 600.0  # seconds: the run the defaults were tuned for
-AUTO = "auto"  # max_time: ten minutes, unless a step or epoch budget is given
-BUDGET_FIELDS = ("max_steps", "max_time", "epochs")
+AUTO = "auto"  # max_time: ten minutes, unless a step or epoch budget is given (training/plan)
 
 
 @dataclass
@@ -113,7 +111,7 @@ class ModelConfig:
         )
         check(
             None not in (self.layers, self.hidden, self.embed, self.dropout),
-            "model sizes left as None must be resolved first (charrnn.config.resolve_sizes)",
+            "model sizes left as None must be resolved first (charrnn.config.with_default_sizes)",
         )
         check(
             self.vocab_size >= 2, f"vocabulary must hold at least 2 tokens (got {self.vocab_size})"
@@ -243,11 +241,6 @@ class TrainConfig:
         check_seed("--seed", self.seed)
         return self
 
-    @property
-    def open_ended(self) -> bool:
-        """No known end, so the LR schedule reacts to validation instead of following a curve."""
-        return self.max_steps is None and self.max_time is None and self.epochs is None
-
 
 @dataclass
 class SampleConfig:
@@ -278,46 +271,22 @@ class SampleConfig:
 
 
 # Sizes for a model built without a plan (e.g. `RNNLanguageModel(ModelConfig(vocab_size=V))`):
-# what sizing.py picks for the default ten-minute run on tinyshakespeare on a 2-core CPU.
-# Training plans its sizes from measured speed, budget and corpus instead (sizing.py).
-DEFAULT_SIZES: dict[str, Any] = dict(
-    layers=2, hidden=384, embed=64, dropout=0.2, weight_decay=0.1, batch_size=16, bptt=64, lr=3e-3
-)
+# what the planner picks for the default ten-minute run on tinyshakespeare on a 2-core CPU.
+# Training plans its sizes from measured speed, budget and corpus instead (training/plan).
+DEFAULT_MODEL_SIZES: dict[str, Any] = dict(layers=2, hidden=384, embed=64, dropout=0.2)
 
 
-def resolve_budget(train: TrainConfig) -> TrainConfig:
-    """A copy with max_time "auto" turned into ten minutes, or into no time limit when a step or
-    epoch budget is given."""
-    if train.max_time != AUTO:
-        return dataclasses.replace(train)
-    other = train.max_steps is not None or train.epochs is not None
-    return dataclasses.replace(train, max_time=None if other else DEFAULT_BUDGET)
-
-
-def with_budget(train: TrainConfig, **budget: Any) -> TrainConfig:
-    """The config with a new budget: the budget options given replace all three (max_steps,
-    max_time, epochs), so `--max-steps 80` on resume is not cut short by an old time limit."""
-    unknown = set(budget) - set(BUDGET_FIELDS)
-    check(not unknown, f"not a budget option: {', '.join(sorted(unknown))}")
-    if not budget:
-        return dataclasses.replace(train)
-    cleared = {name: None for name in BUDGET_FIELDS}
-    return resolve_budget(dataclasses.replace(train, **{**cleared, **budget}))
-
-
-def resolve_sizes(model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
-    """Copies with every size left as None filled in from DEFAULT_SIZES; explicit values win."""
-    train = resolve_budget(train)
-    row = DEFAULT_SIZES
+def with_default_sizes(model: ModelConfig) -> ModelConfig:
+    """A copy with every size left as None filled in from DEFAULT_MODEL_SIZES; explicit values
+    win, and a tied embedding takes the hidden width."""
     model = dataclasses.replace(model)
     if model.tie_weights and model.embed is None:
-        model.embed = model.hidden if model.hidden is not None else row["hidden"]
-    for config in (model, train):
-        for name in {f.name for f in dataclasses.fields(config)} & row.keys():
-            if getattr(config, name) is None:
-                setattr(config, name, row[name])
+        model.embed = model.hidden if model.hidden is not None else DEFAULT_MODEL_SIZES["hidden"]
+    for name, value in DEFAULT_MODEL_SIZES.items():
+        if getattr(model, name) is None:
+            setattr(model, name, value)
     model.skip_connections = model.decodes_every_layer
-    return model, train
+    return model
 
 
 def saved_model_config(data: dict[str, Any]) -> ModelConfig:

@@ -20,20 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from ..config import (
-    BUDGET_FIELDS,
     DataConfig,
     ModelConfig,
     TrainConfig,
     from_dict,
     saved_model_config,
     saved_train_config,
-    with_budget,
 )
 from ..data.cache import PreparedCorpus, ProgressCallback, load_prepared, prepare
 from ..errors import ConfigError
 from ..generation.sampling import LanguageModel
 from ..model.language_model import RNNLanguageModel
 from ..training.distributed import Group
+from ..training.plan import BUDGET_FIELDS, with_budget
 from ..training.rundir import RunDir, RunDirError
 from ..training.trainer import EventCallback, Trainer, TrainResult
 
@@ -82,7 +81,7 @@ def train(
     """Train a model on a corpus (paths, corpus names, or an already prepared corpus).
 
     Model and batch sizes left as None are planned from the budget, the speed measured on this
-    device and the corpus size (`charrnn.sizing`). An
+    device and the corpus size (charrnn/training/plan). An
     existing run in `run_dir` is kept unless `overwrite` is true; resume it with `resume()`.
     """
     train_config = train_config or TrainConfig()
@@ -216,7 +215,7 @@ def _stop_on_interrupt(trainer: Trainer) -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if trainer._stop_requested:
+        if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.request_stop()
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig, TrainConfig, resolve_sizes
+from ..config import ModelConfig, with_default_sizes
 from .cells import SHAPES as CUSTOM
 from .cells import CustomRNN, locked_dropout, mingru_step
 
@@ -42,7 +42,7 @@ SPARED_EMBEDDING_VOCAB = 256
 class RNNLanguageModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        config, _ = resolve_sizes(config, TrainConfig())  # sizes left as None: the defaults
+        config = with_default_sizes(config)  # sizes left as None: the defaults
         self.config = config.validate()
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)

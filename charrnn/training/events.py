@@ -1,12 +1,14 @@
-"""What training reports: events while it runs, and a result at the end.
+"""What training reports: events while it runs, a result at the end, and the loss window and
+clock the reports read.
 
 Plain dataclasses, so a terminal display, a notebook or a test can consume them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -49,3 +51,82 @@ class TrainResult:
 
 
 EventCallback = Callable[[TrainEvent], None]
+RECORDED = ("log", "eval", "average", "final")  # the kinds kept in history and metrics.jsonl
+
+
+class Reporter:
+    """Where a run's events go: the callback, and for logs, evaluations and final figures the
+    run's history and its metrics file."""
+
+    def __init__(self, on_event: EventCallback | None) -> None:
+        self.on_event = on_event
+        self.history: list[dict] = []
+
+    def report(self, event: TrainEvent, write: Callable[[dict], None] | None) -> None:
+        if event.kind in RECORDED:
+            record = {k: v for k, v in asdict(event).items() if k not in ("text", "message")}
+            self.history.append(record)
+            if write is not None:
+                write(record)
+        if self.on_event:
+            self.on_event(event)
+
+
+class LogWindow:
+    """The training loss and speed between two "log" events."""
+
+    def __init__(self, tokens_per_step: int) -> None:
+        self.tokens_per_step = tokens_per_step  # every process's batch
+        self.restart()
+
+    def restart(self) -> None:
+        """Start afresh (after an evaluation: tokens/s measures training, not evaluation)."""
+        self.loss, self.steps, self.started = 0.0, 0, time.perf_counter()
+
+    def add(self, mean_loss: float, steps: int) -> None:
+        """A synced loss, the mean of `steps` steps."""
+        self.loss, self.steps = self.loss + mean_loss * steps, self.steps + steps
+
+    def take(self) -> dict[str, float]:
+        """The window's mean loss and tokens/s, and a fresh window."""
+        now = time.perf_counter()
+        seconds = max(1e-9, now - self.started)
+        values = {
+            "train_loss": self.loss / self.steps,
+            "tokens_per_sec": self.steps * self.tokens_per_step / seconds,
+        }
+        self.loss, self.steps, self.started = 0.0, 0, now
+        return values
+
+
+class RunClock:
+    """A run's seconds, across sessions: those of earlier sessions (and of planning) plus this
+    one's; in a distributed run, rank 0's clock, which every rank's schedule reads."""
+
+    def __init__(self, before: float = 0.0) -> None:
+        self.before = before
+        self.started: float | None = None
+        self.agreed = 0.0
+        self.distributed = False
+
+    def start(self) -> float:
+        self.started = time.perf_counter()
+        return self.started
+
+    def stop(self) -> None:
+        self.before, self.started = self.elapsed, None
+
+    @property
+    def running(self) -> float:
+        """Seconds of this session."""
+        return time.perf_counter() - self.started if self.started is not None else 0.0
+
+    @property
+    def own(self) -> float:
+        return self.before + self.running
+
+    @property
+    def elapsed(self) -> float:
+        if self.distributed and self.started is not None:
+            return self.agreed
+        return self.own

@@ -15,14 +15,14 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..config import TrainConfig
+from .plan.budget import EVALS_PER_RUN, Budget
 
 # A straight line, not a cosine: 2x256 at lr 8e-3 for 2,100 steps (2 minutes here) ended 0.019
 # nats lower with a line to 1% (1.4766 vs 1.4955), and with a line to 0 0.012 and 0.007 lower over
 # two seeds (1.4834, 1.5120 vs 1.5186); the cosine spends the middle of the run at a higher rate
 # and its last fifth near the floor
 MIN_LR_FRACTION = 0.01
-EVALS_PER_RUN = 10
-# of a time budget spent evaluating (sizing.py plans with 5%): at 2 minutes a 2x384 LSTM, trained in
+# of a time budget spent evaluating (the planner's rule plans with 5%): at 2 minutes a 2x384 LSTM, trained in
 # bf16 and evaluated in fp32, spent 8% of the run on ten evaluations; spaced for 4.5% it spent
 # 4.7-5.3% (the first evaluation is the slowest), so the spacing aims lower
 EVAL_SHARE_TARGET = 0.04
@@ -45,19 +45,15 @@ class Schedule:
     steps_per_epoch: int = 1
     anchor_fraction: float = 0.0  # where the current line starts (fraction of the plan)
     anchor_multiplier: float = 1.0  # and the multiplier it starts from
+    budget: Budget = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = Budget.of(self.config)
 
     def fraction_done(self, progress: Progress) -> float | None:
         """Fraction of the planned run done (the largest over steps, time and epochs), or None
         for an open-ended run."""
-        c = self.config
-        fractions = []
-        if c.max_steps:
-            fractions.append(progress.step / c.max_steps)
-        if c.max_time:
-            fractions.append(progress.elapsed / c.max_time)
-        if c.epochs:
-            fractions.append(progress.epoch / c.epochs)
-        return min(1.0, max(fractions)) if fractions else None
+        return self.budget.fraction_done(progress.step, progress.elapsed, progress.epoch)
 
     def multiplier(self, progress: Progress) -> float:
         """The decaying part of the learning rate, as a fraction of the peak --lr."""
@@ -80,14 +76,7 @@ class Schedule:
 
     def finished(self, progress: Progress) -> str | None:
         """Why the run is over, or None while it goes on."""
-        c = self.config
-        if c.max_steps is not None and progress.step >= c.max_steps:
-            return f"reached --max-steps {c.max_steps}"
-        if c.max_time is not None and progress.elapsed >= c.max_time:
-            return f"reached --max-time {c.max_time:g}s"
-        if c.epochs is not None and progress.epoch >= c.epochs:
-            return f"reached --epochs {c.epochs:g}"
-        return None
+        return self.budget.finished(progress.step, progress.elapsed, progress.epoch)
 
     def stopped_improving(
         self, since_best: list[float], best: float | None, best_step: int, stderr: float | None
@@ -112,16 +101,9 @@ class Schedule:
 
     def eval_interval_steps(self) -> int | None:
         """Steps between evaluations, when they are counted in steps."""
-        c = self.config
-        if c.eval_every is not None:
-            return c.eval_every
-        if c.max_steps is not None:
-            return max(1, c.max_steps // EVALS_PER_RUN)
-        if c.max_time is not None:
-            return None
-        if c.epochs is not None:
-            return max(1, int(c.epochs * self.steps_per_epoch) // EVALS_PER_RUN)
-        return DEFAULT_EVAL_EVERY
+        if self.config.eval_every is not None:
+            return self.config.eval_every
+        return self.budget.eval_interval_steps(self.steps_per_epoch, DEFAULT_EVAL_EVERY)
 
     def eval_due(
         self,
@@ -140,7 +122,7 @@ class Schedule:
         if interval is not None:
             return progress.step % interval == 0
         since = progress.elapsed - (last_eval.elapsed if last_eval else 0.0)
-        spacing = max(self.config.max_time / EVALS_PER_RUN, eval_seconds / EVAL_SHARE_TARGET)
+        spacing = max(self.budget.seconds / EVALS_PER_RUN, eval_seconds / EVAL_SHARE_TARGET)
         # the first evaluation is the slowest (one-time start-up): spaced by the last one alone,
         # a 2-minute run on an AVX2 CPU in fp32 spent 5.0-5.1% of its time evaluating
         within_share = spent + eval_seconds <= EVAL_SHARE_TARGET * progress.elapsed
@@ -149,7 +131,7 @@ class Schedule:
     def extended(self, config: TrainConfig, progress: Progress) -> Schedule:
         """The schedule under a new budget, continuing the LR curve from where it stands."""
         new = dataclasses.replace(self, config=config)
-        if _budget(config) == _budget(self.config):
+        if Budget.of(config) == self.budget:
             return new
         new.anchor_multiplier = self.multiplier(progress)
         new.anchor_fraction = 0.0
@@ -165,7 +147,3 @@ class Schedule:
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.anchor_fraction = float(state["anchor_fraction"])
         self.anchor_multiplier = float(state["anchor_multiplier"])
-
-
-def _budget(config: TrainConfig) -> tuple:
-    return (config.max_steps, config.max_time, config.epochs)

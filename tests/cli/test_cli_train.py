@@ -103,16 +103,14 @@ def test_train_needs_a_corpus_and_resume_needs_a_run(isolated):
 
 
 def test_defaults_fill_only_the_sizes_left_open():
-    from charrnn.config import DEFAULT_SIZES, ModelConfig, TrainConfig, resolve_sizes
+    from charrnn.config import DEFAULT_MODEL_SIZES, ModelConfig, with_default_sizes
 
-    default, train = resolve_sizes(ModelConfig(), TrainConfig())
-    assert (default.hidden, train.batch_size) == (
-        DEFAULT_SIZES["hidden"],
-        DEFAULT_SIZES["batch_size"],
+    default = with_default_sizes(ModelConfig())
+    assert (default.hidden, default.layers) == (
+        DEFAULT_MODEL_SIZES["hidden"],
+        DEFAULT_MODEL_SIZES["layers"],
     )
-    explicit, train = resolve_sizes(
-        ModelConfig(hidden=512, layers=3), TrainConfig(max_time=60, lr=1e-3)
-    )
-    assert (explicit.hidden, explicit.layers, train.lr) == (512, 3, 1e-3)
-    tied, _ = resolve_sizes(ModelConfig(hidden=100, tie_weights=True), TrainConfig())
+    explicit = with_default_sizes(ModelConfig(hidden=512, layers=3))
+    assert (explicit.hidden, explicit.layers, explicit.embed) == (512, 3, 64)
+    tied = with_default_sizes(ModelConfig(hidden=100, tie_weights=True))
     assert tied.embed == 100

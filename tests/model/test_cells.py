@@ -115,7 +115,7 @@ def run_cell(corpus, out, cell, stop_at=None, init="default"):
     with RunDir.open(out) if resumed else RunDir.create(out) as run:
         trainer = Trainer(prepare([corpus]), model, config, run=run,
                           resume_state=run.resume_state() if resumed else None)  # fmt: skip
-        trainer.on_event = lambda e: (
+        trainer.reporter.on_event = lambda e: (
             e.kind == "eval" and e.step == stop_at and trainer.request_stop()
         )
         return trainer.run()

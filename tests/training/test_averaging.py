@@ -118,8 +118,6 @@ def test_no_average_weights_trains_without_one(tiny_corpus, tmp_path):
 
 
 def test_an_average_that_validates_lower_becomes_the_final_weights(tiny_corpus, tmp_path):
-    from charrnn.training.validating import consider_average
-
     prepared = prepare([tiny_corpus])
 
     def trained(steps: int) -> Trainer:
@@ -133,9 +131,9 @@ def test_an_average_that_validates_lower_becomes_the_final_weights(tiny_corpus, 
     worse.average.shadow = [p.detach().clone() for p in better.model.parameters()]
     worse.average.steps = 8
     events = []
-    worse.on_event = events.append
-    kept = consider_average(worse)
-    assert kept is not None and kept.loss < worse.last_val_loss
+    worse.reporter.on_event = events.append
+    kept = worse.validation.consider_average(worse.model, worse.average)
+    assert kept is not None and kept.loss < worse.validation.last_val_loss
     assert all(
         torch.equal(a, b)
         for a, b in zip(worse.model.parameters(), better.model.parameters(), strict=True)

@@ -104,7 +104,7 @@ def train_until(corpus, out, stop_at=None, budget=30):
             run=run,
             resume_state=run.resume_state() if resumed else None,
         )
-        trainer.on_event = lambda e: (
+        trainer.reporter.on_event = lambda e: (
             e.kind == "eval" and e.step == stop_at and trainer.request_stop()
         )
         return trainer.run()

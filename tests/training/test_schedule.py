@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from charrnn.config import TrainConfig, resolve_budget, with_budget
+from charrnn.config import TrainConfig
+from charrnn.training.plan import resolve_budget, with_budget
 from charrnn.training.schedule import MIN_LR_FRACTION, Progress, Schedule
 
 

@@ -9,13 +9,12 @@ import time
 import torch
 
 import charrnn
-from charrnn.config import ModelConfig, TrainConfig, resolve_budget
+from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data.cache import prepare
 from charrnn.model import checkpoint
 from charrnn.model.devices import ThreadGovernor, resolve_precision
-from charrnn.training.measuring import choose_sizes, measure_and_plan
-from charrnn.training.rundir import RunDir
-from charrnn.training.sizing import (
+from charrnn.training.plan import Budget, resolve_budget
+from charrnn.training.plan.rule import (
     HIDDEN_LADDER,
     RECURRENT_WEIGHTS_PER_CORPUS_TOKEN,
     Candidate,
@@ -25,11 +24,12 @@ from charrnn.training.sizing import (
     memorising_epochs,
     plan_size,
     replanned,
-    stated_tokens,
     tokens_on_course,
     tokens_per_weight_for,
     weight_decay_for,
 )
+from charrnn.training.plan.timing import choose_sizes, measure_and_plan
+from charrnn.training.rundir import RunDir
 from charrnn.training.trainer import Trainer
 
 from ..conftest import TINY_TEXT
@@ -416,8 +416,8 @@ def test_a_thread_governor_started_on_a_measured_count_keeps_it_until_it_probes(
 
 def test_a_step_and_an_epoch_budget_state_the_tokens_of_whichever_ends_first():
     steps, epochs = TrainConfig(max_steps=100), TrainConfig(epochs=2.0)
-    assert stated_tokens(steps, 10_000, 16, 64) == 102_400
-    assert stated_tokens(steps, 10_000, 16, 64, processes=2) == 204_800  # two batches a step
-    assert stated_tokens(epochs, 10_000, 16, 64) == 20_000
-    assert stated_tokens(TrainConfig(max_steps=100, epochs=2.0), 10_000, 16, 64) == 20_000
-    assert stated_tokens(TrainConfig(max_time=60.0), 10_000, 16, 64) is None
+    assert Budget.of(steps).stated_tokens(10_000, 16, 64) == 102_400
+    assert Budget.of(steps).stated_tokens(10_000, 16, 64, processes=2) == 204_800  # two batches a step
+    assert Budget.of(epochs).stated_tokens(10_000, 16, 64) == 20_000
+    assert Budget.of(TrainConfig(max_steps=100, epochs=2.0)).stated_tokens(10_000, 16, 64) == 20_000
+    assert Budget.of(TrainConfig(max_time=60.0)).stated_tokens(10_000, 16, 64) is None

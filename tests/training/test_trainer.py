@@ -16,6 +16,7 @@ from charrnn.model import checkpoint
 from charrnn.model.language_model import SPARED_EMBEDDING_VOCAB
 from charrnn.training.guard import RECOVER_AFTER
 from charrnn.training.rundir import RunDir
+from charrnn.training.step import make_optimizer
 from charrnn.training.trainer import Trainer, TrainingError
 
 from ..conftest import TINY_CLI, TINY_MODEL, TINY_TRAIN, skip_unless_cpu_runs_bf16_lstm
@@ -315,7 +316,9 @@ def test_a_run_saved_sparing_its_embedding_at_any_vocabulary_resumes_as_it_was(
     config = TrainConfig(max_steps=20, **{**TINY_TRAIN, "weight_decay": 0.1})
     trainer = Trainer(prepare([tiny_corpus]), ModelConfig(**TINY_MODEL), config)
     assert trainer.model.spares_embedding
-    trainer.optimizer = trainer._make_optimizer(spare_embedding=False)
+    trainer.optimizer = make_optimizer(
+        trainer.model, trainer.config, trainer.device, spare_embedding=False
+    )
     with RunDir.create(tmp_path / "other") as run:
         trainer.run_dir = run
         assert trainer.run().steps == 20

@@ -1,7 +1,7 @@
 """How big a model a budget buys, from the speed this device delivers and the corpus size.
 
 At the start of a timed run a few candidate shapes train for a moment on the real device with the
-real vocabulary (measuring.py, at most `MEASURE_SHARE` of the budget), which gives each one's
+real vocabulary (timing.py, at most `MEASURE_SHARE` of the budget), which gives each one's
 tokens/s and so the training tokens the budget will buy it. `plan_size` is then a pure rule, the
 relation the first round's hand-made table encoded on a 2-core CPU, refitted once each model is
 trained at the learning rate that suits its width (BENCHMARKS.md):
@@ -27,8 +27,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from ..config import TrainConfig
 
 # Adam moves each weight by about the learning rate per step, so how far a budget can take a weight
 # grows with lr x tokens per weight; a shape is trained enough once that product reaches this.
@@ -136,16 +134,6 @@ class SizePlan:
         )
 
 
-def budget_text(config: TrainConfig) -> str:
-    """'10 min', '500 steps'...: the budget as the start panel names it."""
-    if config.max_time is not None:
-        minutes = config.max_time / 60
-        return f"{minutes:g} min" if minutes >= 1 else f"{config.max_time:g} s"
-    if config.max_steps is not None:
-        return f"{config.max_steps:,} steps"
-    return f"{config.epochs:g} epochs" if config.epochs is not None else "an open-ended run"
-
-
 def _short(count: float) -> str:
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if count >= size:
@@ -234,19 +222,6 @@ def tokens_on_course(
     `stated` (a step or epoch budget given as well) if that ends the run first."""
     bought = tokens + tokens_per_second * max(0.0, seconds_left) * (1.0 - eval_share)
     return min(bought, stated) if stated is not None else bought
-
-
-def stated_tokens(
-    config: TrainConfig, corpus_tokens: int, batch: int, bptt: int, processes: int = 1
-) -> float | None:
-    """Training tokens a step or epoch budget states (whichever ends first; each step trains
-    `processes` batches), or None when the budget is only a time."""
-    bounds = []
-    if config.max_steps is not None:
-        bounds.append(config.max_steps * batch * bptt * processes)
-    if config.epochs is not None:
-        bounds.append(config.epochs * corpus_tokens)
-    return min(bounds) if bounds else None
 
 
 def budget_tokens(candidate: Candidate, seconds: float | None, tokens: float | None) -> float:

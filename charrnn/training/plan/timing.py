@@ -1,5 +1,5 @@
 """Filling a run's open sizes: candidate shapes timed on the real device (at most
-`MEASURE_SHARE` of a time budget), the pure rule of sizing.py applied to what they delivered, and
+`MEASURE_SHARE` of a time budget), the pure rule of rule.py applied to what they delivered, and
 the step settings (batch, chunk length, learning rate) that go with the plan and the device."""
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 import torch
 
-from ..config import DEFAULT_BUDGET, ModelConfig, TrainConfig
-from ..model.devices import adam_kernel, autocast, resolve_precision, thread_counts
-from ..model.language_model import RNNLanguageModel, sequence_loss
-from .sizing import (
+from ...config import ModelConfig, TrainConfig
+from ...model.devices import adam_kernel, autocast, resolve_precision, thread_counts
+from ...model.language_model import RNNLanguageModel, sequence_loss
+from ..distributed import Group
+from .budget import DEFAULT_BUDGET, Budget
+from .rule import (
     BPTT,
     EMBED,
     MEASURE_SHARE,
@@ -26,7 +28,6 @@ from .sizing import (
     limit_reached,
     lr_for,
     plan_size,
-    stated_tokens,
 )
 
 
@@ -90,8 +91,9 @@ def measure_and_plan(
     one first; shapes are timed at the faster of them, as training will run."""
     batch, bptt = train.batch_size or default_batch(device), train.bptt or BPTT
     embed = model.embed if model.embed is not None else EMBED
-    stated = stated_tokens(train, corpus_tokens, batch, bptt, processes)
-    seconds = train.max_time
+    budget = Budget.of(train)
+    stated = budget.stated_tokens(corpus_tokens, batch, bptt, processes)
+    seconds = budget.seconds
     if seconds is None and stated is None:  # open-ended: sized like the default run
         seconds = DEFAULT_BUDGET
     started = time.perf_counter()
@@ -273,3 +275,17 @@ def choose_sizes(
         if getattr(train, name) is None:
             setattr(train, name, value)
     return model, train, plan
+
+
+def plan_run(
+    model: ModelConfig,
+    train: TrainConfig,
+    corpus_tokens: int,
+    device: torch.device,
+    group: Group,
+) -> tuple[ModelConfig, TrainConfig, SizePlan | None]:
+    """`choose_sizes` for a run of one process or several: every rank must build the same
+    model, so rank 0 plans it (its timing) for them all."""
+    return group.share(
+        choose_sizes(model, train, corpus_tokens, device, group.world) if group.main else None
+    )
