@@ -4,8 +4,9 @@ same defaults and checks.
     prepare()  train()  resume()  load()  score_texts()  chat_session()  info()  corpora()  fetch_corpus()
 
 It wires corpus preparation, the run directory, the trainer and the sampler together without
-knowing anything about terminals. Ctrl-C during training is handled here, not in the training
-loop: the first one asks the trainer to stop after its step and save latest.pt.
+knowing anything about terminals, and re-exports the types a caller meets (`charrnn/__init__`
+re-exports this module, the settings and the errors, nothing else). Starting and resuming runs,
+Ctrl-C included, is runs.py's.
 """
 
 from __future__ import annotations
@@ -18,15 +19,30 @@ from typing import Any
 from ..checks import check_text
 from ..config import ModelConfig, SampleConfig
 from ..data import catalog
-from ..data.corpus import read_corpus
+from ..data.cache import PreparedCorpus
+from ..data.corpus import CorpusError, read_corpus
+from ..data.subword import SubwordTokenizer
+from ..data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
 from ..errors import ConfigError
 from ..generation.chat import ChatSession
-from ..generation.sampling import LanguageModel, Score, TokenSurprisal, load
+from ..generation.sampling import LanguageModel, Sample, Score, TokenSurprisal, load
+from ..inspection.curves import run_curves
 from ..inspection.insight import draw_gradients, gradient_curves, neuron_ranking, plot_runs
-from ..inspection.pages import surprisal_page, unit_page, write_page
+from ..inspection.pages import (
+    SURPRISAL_RANGE,
+    activation_color,
+    surprisal_color,
+    surprisal_page,
+    unit_page,
+    write_page,
+)
 from ..model import checkpoint
+from ..model.checkpoint import CheckpointError
+from ..model.language_model import RNNLanguageModel
 from ..training.distributed import launch
+from ..training.events import TrainEvent, TrainResult
 from ..training.rundir import resolve_checkpoint
+from ..training.trainer import Trainer
 from .runs import (
     FINAL_SAMPLE_LENGTH,
     RESUMABLE_FIELDS,
@@ -38,7 +54,27 @@ from .runs import (
 from .runs import prepare_corpus as prepare
 
 __all__ = [
+    "SURPRISAL_RANGE",
+    "CharTokenizer",
+    "ChatSession",
+    "CheckpointError",
     "CheckpointInfo",
+    "CorpusError",
+    "LanguageModel",
+    "PreparedCorpus",
+    "RNNLanguageModel",
+    "Sample",
+    "Score",
+    "SubwordTokenizer",
+    "Tokenizer",
+    "TrainEvent",
+    "TrainResult",
+    "Trainer",
+    "WordTokenizer",
+    "activation_color",
+    "read_corpus",
+    "run_curves",
+    "surprisal_color",
     "FINAL_SAMPLE_LENGTH",
     "RESUMABLE_FIELDS",
     "chat_session",
@@ -140,7 +176,7 @@ def info(target: str | os.PathLike | None = None) -> CheckpointInfo:
     path = resolve_checkpoint(target)
     state = checkpoint.load(path)
     config = checkpoint.check_model(state, path)
-    tokenizer = checkpoint.build_tokenizer(state, path)
+    tokenizer = checkpoint.read_tokenizer(state, path)
     return CheckpointInfo(
         path=path,
         model=config,

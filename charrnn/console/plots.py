@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ..inspection.pages import SURPRISAL_RANGE, activation_color, surprisal_color
+from ..api import SURPRISAL_RANGE, activation_color, surprisal_color
 from .text import safe_text
 
 SPARKS = "▁▂▃▄▅▆▇█"

@@ -13,7 +13,7 @@ from rich.table import Table
 from .text import plain, safe_text, shown_token
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def number_text(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -28,7 +28,7 @@ def _key_value_table(title: Any, rows: Iterable[tuple[str, Any]]) -> Table:
     table.add_column(style="bold cyan")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, plain(_fmt(value)))
+        table.add_row(key, plain(number_text(value)))
     return table
 
 

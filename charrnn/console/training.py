@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from .plots import sparkline
-from .tables import _fmt
+from .tables import number_text
 from .text import plain
 
 
@@ -58,23 +58,23 @@ class TrainingDisplay:
         last = self.last
         stats.add_row(
             "step",
-            _fmt(last.get("step")),
+            number_text(last.get("step")),
             "epoch",
-            _fmt(last.get("epoch"), 2),
+            number_text(last.get("epoch"), 2),
         )
         stats.add_row(
             "train loss",
-            _fmt(last.get("train_loss")),
+            number_text(last.get("train_loss")),
             "tokens/s",
-            _fmt(int(last.get("tps") or 0)),
+            number_text(int(last.get("tps") or 0)),
         )
         stats.add_row(
             "val loss",
-            _fmt(last.get("val_loss")),
+            number_text(last.get("val_loss")),
             "val bpc",
-            _fmt(last.get("val_bpc")),
+            number_text(last.get("val_bpc")),
         )
-        stats.add_row("best val", _fmt(last.get("best_val_loss")), "lr", f"{last.get('lr', 0):.2e}")
+        stats.add_row("best val", number_text(last.get("best_val_loss")), "lr", f"{last.get('lr', 0):.2e}")
         if self.val_history:
             stats.add_row("val bpc", sparkline(self.val_history), "", "")
         parts: list[Any] = [self.progress, stats]

@@ -24,7 +24,8 @@ import numpy as np
 from ..config import DataConfig, from_dict
 from . import catalog
 from .corpus import CorpusError, CorpusSource, find_sources, fingerprint, iter_text
-from .tokenizers import EOS_ID, UNK_ID, Tokenizer, build_tokenizer
+from .levels import new_tokenizer, tokenizer_from_dict
+from .tokenizers import EOS_ID, UNK_ID, Tokenizer
 
 CACHE_FORMAT = 2  # 2: meta.json records the DataConfig
 TOP_TOKENS = 10
@@ -165,7 +166,7 @@ def build(
     if sum(source.size for source in sources) == 0:
         raise CorpusError(f"{names}: corpus is empty")
     fit_chunks = counted(_text(sources, config, "fit", None, progress))
-    tokenizer = build_tokenizer(config).fit(fit_chunks, config)
+    tokenizer = new_tokenizer(config).fit(fit_chunks, config)
     if characters == 0:
         raise CorpusError(f"{names}: corpus is empty")
     val_start = characters - int(round(characters * config.val_fraction))
@@ -220,7 +221,7 @@ def _token_name(tokenizer: Tokenizer, token_id: int) -> str:
 def load_prepared(directory: str | os.PathLike) -> PreparedCorpus:
     directory = Path(directory)
     meta = json.loads((directory / "meta.json").read_text())
-    tokenizer = Tokenizer.from_dict(json.loads((directory / "tokenizer.json").read_text()))
+    tokenizer = tokenizer_from_dict(json.loads((directory / "tokenizer.json").read_text()))
     stats_fields = dict(meta["stats"])
     stats_fields["top_tokens"] = [tuple(item) for item in stats_fields["top_tokens"]]
     stats = CorpusStats(**stats_fields)

@@ -28,7 +28,7 @@ class SubwordTokenizer(Tokenizer):
             self._processor = sentencepiece.SentencePieceProcessor(model_proto=model)
             size = self._processor.get_piece_size()
             self._pieces = [self._processor.id_to_piece(i) for i in range(size)]
-            self._bytes = {
+            self.byte_pieces = {
                 i: int(piece[3:5], 16)
                 for i, piece in enumerate(self._pieces)
                 if self._processor.is_byte(i)
@@ -93,8 +93,8 @@ class SubwordTokenizer(Tokenizer):
     def token_text(self, token_id: int) -> str:
         if token_id == EOS_ID:
             return self.separator or ""
-        if token_id in self._bytes:
-            return f"<0x{self._bytes[token_id]:02X}>"
+        if token_id in self.byte_pieces:
+            return f"<0x{self.byte_pieces[token_id]:02X}>"
         return self._pieces[token_id].replace("\u2581", " ")
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
@@ -129,7 +129,7 @@ class _SubwordStreamDecoder(StreamDecoder):
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def __call__(self, token_id: int) -> str:
-        byte = self.tokenizer._bytes.get(token_id)
+        byte = self.tokenizer.byte_pieces.get(token_id)
         if byte is not None:
             return self._utf8.decode(bytes([byte]))
         return self.flush() + super().__call__(token_id)

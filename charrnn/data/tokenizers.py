@@ -83,17 +83,10 @@ class Tokenizer:
         or words for a word model; unknown parts stay text rather than <unk>."""
         return list(text)
 
-    def _mark_separators(self, text: str) -> str:
+    def mark_separators(self, text: str) -> str:
         if self.separator is None:
             return text
         return text.replace(self.separator, SENTINEL)
-
-    @staticmethod
-    def from_dict(data: dict) -> Tokenizer:
-        level = data.get("level")
-        if not isinstance(level, str) or level not in LEVELS:
-            raise TokenizerError(f"unknown tokenizer level {level!r}")
-        return tokenizer_class(level).from_dict(data)
 
 
 class StreamDecoder:
@@ -175,7 +168,7 @@ class CharTokenizer(_VocabularyTokenizer):
     def fit(self, chunks: Iterable[str], config: DataConfig) -> CharTokenizer:
         counts = np.zeros(0, dtype=np.int64)
         for chunk in chunks:
-            found = np.bincount(self._codepoints(self._mark_separators(chunk)))
+            found = np.bincount(self._codepoints(self.mark_separators(chunk)))
             if len(found) > len(counts):
                 found[: len(counts)] += counts
                 counts = found
@@ -188,7 +181,7 @@ class CharTokenizer(_VocabularyTokenizer):
         return self
 
     def encode(self, text: str) -> np.ndarray:
-        codepoints = self._codepoints(self._mark_separators(text))
+        codepoints = self._codepoints(self.mark_separators(text))
         last = len(self._table) - 1  # always <unk>: catches every code point past the table
         return self._table[np.minimum(codepoints, last)]
 
@@ -204,7 +197,7 @@ class WordTokenizer(_VocabularyTokenizer):
     def fit(self, chunks: Iterable[str], config: DataConfig) -> WordTokenizer:
         counts: Counter = Counter()
         for chunk in chunks:
-            counts.update(WORD_PATTERN.findall(self._mark_separators(chunk)))
+            counts.update(WORD_PATTERN.findall(self.mark_separators(chunk)))
         self.__init__(self.eos, self._choose(counts, config))
         return self
 
@@ -213,25 +206,7 @@ class WordTokenizer(_VocabularyTokenizer):
 
     def encode(self, text: str) -> np.ndarray:
         lookup = self.index.get
-        words = WORD_PATTERN.findall(self._mark_separators(text))
+        words = WORD_PATTERN.findall(self.mark_separators(text))
         return np.fromiter(
             (lookup(word, UNK_ID) for word in words), dtype=np.int64, count=len(words)
         )
-
-
-LEVELS = ("char", "word", "subword")
-
-
-def tokenizer_class(level: str) -> type[Tokenizer]:
-    """The tokenizer for a level; subword.py builds on this module, so it is imported here,
-    on first use (char and word runs never load it)."""
-    if level == "subword":
-        from .subword import SubwordTokenizer
-
-        return SubwordTokenizer
-    return {"char": CharTokenizer, "word": WordTokenizer}[level]
-
-
-def build_tokenizer(config: DataConfig) -> Tokenizer:
-    """An unfitted tokenizer for `config.level`."""
-    return tokenizer_class(config.level)(config.eos)

@@ -143,7 +143,7 @@ def _side_by_side(model: RNNLanguageModel, encoded: dict[int, np.ndarray]) -> di
 def token_pieces(tokenizer: Tokenizer, text: str, ids: np.ndarray) -> list[str]:
     """The text each token of `ids` (the encoding of `text`) came from, so that a token read as
     <unk> still shows what was written; decoded tokens where the cut cannot be recovered."""
-    marked = tokenizer._mark_separators(text)
+    marked = tokenizer.mark_separators(text)
     if tokenizer.level == "char":
         units = list(marked)
     elif tokenizer.level == "word":

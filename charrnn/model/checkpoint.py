@@ -25,6 +25,7 @@ import torch
 
 from .. import __version__
 from ..config import ModelConfig, saved_model_config
+from ..data.levels import tokenizer_from_dict
 from ..data.tokenizers import Tokenizer
 from ..errors import CharRNNError
 from .language_model import RNNLanguageModel, expected_shapes
@@ -176,11 +177,11 @@ def build_model(state: dict[str, Any], path: str | os.PathLike = "checkpoint") -
     return model.eval()
 
 
-def build_tokenizer(state: dict[str, Any], path: str | os.PathLike = "checkpoint") -> Tokenizer:
+def read_tokenizer(state: dict[str, Any], path: str | os.PathLike = "checkpoint") -> Tokenizer:
     path = Path(path)
     data = _require(state, "tokenizer", dict, path)
     try:
-        tokenizer = Tokenizer.from_dict(data)
+        tokenizer = tokenizer_from_dict(data)
     except Exception as error:  # a garbage sentencepiece model raises from C++
         raise CheckpointError(
             f"{path}: damaged checkpoint: unreadable tokenizer ({_first_line(error)})"
@@ -197,5 +198,5 @@ def build_tokenizer(state: dict[str, Any], path: str | os.PathLike = "checkpoint
 def load_model(path: str | os.PathLike) -> tuple[RNNLanguageModel, Tokenizer, dict[str, Any]]:
     """Model (eval mode, CPU), tokenizer and the whole checkpoint dict."""
     state = load(path)
-    tokenizer = build_tokenizer(state, path)
+    tokenizer = read_tokenizer(state, path)
     return build_model(state, path), tokenizer, state

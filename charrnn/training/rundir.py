@@ -87,7 +87,7 @@ class RunDir:
     @classmethod
     def create(cls, path: str | os.PathLike, overwrite: bool = False) -> RunDir:
         run = cls(path)
-        run._writable(lambda: run.path.mkdir(parents=True, exist_ok=True), run.path)
+        cls._writable(lambda: run.path.mkdir(parents=True, exist_ok=True), run.path)
         run.lock()
         if holds_run(run.path):
             if not overwrite:

@@ -3,6 +3,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from charrnn.config import DataConfig
+from charrnn.data.levels import new_tokenizer, tokenizer_from_dict
 from charrnn.data.subword import SubwordTokenizer
 from charrnn.data.tokenizers import (
     EOS_ID,
@@ -11,7 +12,6 @@ from charrnn.data.tokenizers import (
     Tokenizer,
     TokenizerError,
     WordTokenizer,
-    build_tokenizer,
 )
 
 text_strategy = st.text(
@@ -22,7 +22,7 @@ text_strategy = st.text(
 
 def fitted(level: str, text: str, **options) -> Tokenizer:
     config = DataConfig(level=level, **options)
-    return build_tokenizer(config).fit([text], config)
+    return new_tokenizer(config).fit([text], config)
 
 
 @pytest.mark.parametrize("level", ["char", "word"])
@@ -94,7 +94,7 @@ def test_dict_round_trip_for_every_level():
     text = "To be, or not to be: that is the question.\n" * 50 + "中文 😀\n"
     for level, options in (("char", {}), ("word", {}), ("subword", {"vocab_size": 320})):
         tokenizer = fitted(level, text, **options)
-        again = Tokenizer.from_dict(tokenizer.to_dict())
+        again = tokenizer_from_dict(tokenizer.to_dict())
         assert type(again) is type(tokenizer)
         assert again.encode(text).tolist() == tokenizer.encode(text).tolist()
 
