@@ -26,7 +26,7 @@ import torch
 from common import SHARED, matmul_gflops, print_table, write_result
 
 import charrnn
-from charrnn.config import ModelConfig, SampleConfig, TrainConfig
+from charrnn.config import ModelConfig, TrainConfig
 from charrnn.generation.chat import ChatSession
 
 
@@ -88,7 +88,7 @@ def first_char_latency(run_dir: Path, repeats: int = 3) -> float:
 
 
 def chat_latency(model, lines: int = 20) -> float:
-    session = ChatSession(model, SampleConfig(seed=0), max_reply=40)
+    session = ChatSession(model, charrnn.GenerationRequest(seed=0), max_reply=40)
     samples = []
     for i in range(lines):
         started = time.perf_counter()

@@ -24,7 +24,7 @@ from pathlib import Path
 from common import SHARED, cpu_hog, print_table, write_result
 
 import charrnn
-from charrnn.generation.verse import _THIRTEEN, parse_form
+from charrnn.generation.forms import THIRTEEN_CLASSES, parse_form
 
 FORMS = {"wujue": 2, "qilv": 4}  # couplets (lines of the corpus) per poem
 
@@ -50,7 +50,7 @@ def rhyme_share(poems: list[list[str]]) -> float:
 
     def klass(char: str) -> int:
         final = pypinyin.lazy_pinyin(char, style=pypinyin.Style.FINALS, strict=True)[0]
-        return _THIRTEEN.get(final, -1)
+        return THIRTEEN_CLASSES.get(final, -1)
 
     hits = total = 0
     for verses in poems:

@@ -49,6 +49,7 @@ _EXPORTS = {
     "TrainEvent": "api",
     "TrainResult": "api",
     "ChatSession": "api",
+    "GenerationRequest": "api",
     "CharRNNError": "errors",
     "CheckpointError": "api",
 }

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import check_text
-from ..config import ModelConfig, SampleConfig
+from ..config import ModelConfig
 from ..data import catalog
 from ..data.cache import PreparedCorpus
 from ..data.corpus import CorpusError, read_corpus
@@ -25,6 +25,7 @@ from ..data.subword import SubwordTokenizer
 from ..data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
 from ..errors import ConfigError
 from ..generation.chat import ChatSession
+from ..generation.request import GenerationRequest
 from ..generation.sampling import LanguageModel, Sample, Score, TokenSurprisal, load
 from ..inspection.curves import run_curves
 from ..inspection.insight import draw_gradients, gradient_curves, neuron_ranking, plot_runs
@@ -57,6 +58,7 @@ __all__ = [
     "SURPRISAL_RANGE",
     "CharTokenizer",
     "ChatSession",
+    "GenerationRequest",
     "CheckpointError",
     "CheckpointInfo",
     "CorpusError",
@@ -134,28 +136,16 @@ def _text_or_file(text: str | None, file: str | os.PathLike | None) -> str:
 
 def chat_session(
     target: str | os.PathLike | LanguageModel | None = None,
-    sampling: SampleConfig | None = None,
+    request: GenerationRequest | None = None,
     user_prefix: str = "",
     bot_prefix: str = "",
     max_reply: int = 200,
-    form: str | None = None,
-    rhyme: bool | str = False,
-    tones: bool = False,
 ) -> ChatSession:
     """A conversation with a model (a checkpoint, run directory, None for the newest run, or a
-    loaded model); its `reply(text)` yields the answer piece by piece."""
+    loaded model); its `reply(text)` yields the answer piece by piece. `request`: how replies
+    are drawn (temperature, top-k/p, seed) and a verse form for a poem model."""
     model = target if isinstance(target, LanguageModel) else load(target)
-    return ChatSession(
-        model,
-        sampling or SampleConfig(),
-        user_prefix,
-        bot_prefix,
-        max_reply,
-        [],
-        form,
-        rhyme,
-        tones,
-    )
+    return ChatSession(model, request or GenerationRequest(), user_prefix, bot_prefix, max_reply)
 
 
 @dataclasses.dataclass

@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from ..config import SampleConfig
 from ..errors import CharRNNError, printable
 from .base import cli, console, device_option, friendly_errors, sampling_options, verse_options
 
@@ -30,11 +29,13 @@ def chat(
     from .. import api
     from ..console import chat_header, write_model_text
 
-    sampling = SampleConfig(temperature, top_k, top_p, False, seed)
-    session = api.chat_session(
-        api.load(checkpoint_path, device), sampling, user_prefix, bot_prefix, max_reply, form,
-        rhyme or False, tones,
+    request = api.GenerationRequest(
+        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, form=form,
+        rhyme=rhyme or False, tones=tones,
     )  # fmt: skip
+    session = api.chat_session(
+        api.load(checkpoint_path, device), request, user_prefix, bot_prefix, max_reply
+    )
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="surrogateescape")  # bad bytes: a clear error, not a crash
     interactive = sys.stdin.isatty()

@@ -8,7 +8,6 @@ from dataclasses import asdict
 
 import click
 
-from ..errors import ConfigError
 from .base import (
     cli,
     console,
@@ -62,28 +61,21 @@ def _warn(caught: list) -> None:
 @verse_options
 @device_option
 @friendly_errors
-def generate(
-    checkpoint_path, prime, length, temperature, top_k, top_p, seed, greedy, beam,
-    length_penalty, num_samples, until_eos, lines, acrostic, output_format, no_stream, form,
-    rhyme, tones, device,
-) -> None:  # fmt: skip
+def generate(checkpoint_path, output_format, no_stream, device, **options) -> None:
     """Write text with a trained model (default: the newest run under checkpoints/)."""
     from .. import api
     from ..console import json_line, write_model_text
 
     model = api.load(checkpoint_path, device)
-    stops = dict(length=length, until_eos=until_eos, lines=lines, acrostic=acrostic)
-    stops.update(form=form, rhyme=rhyme or False)
-    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed)
-    sampling.update(tones=tones)
+    request = api.GenerationRequest(**{**options, "rhyme": options["rhyme"] or False})
     stream = (
-        beam is None and num_samples == 1 and output_format == "text" and not no_stream
-        and sys.stdout.isatty()
+        request.beam is None and request.num_samples == 1 and output_format == "text"
+        and not no_stream and sys.stdout.isatty()
     )  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if stream:
-            pieces = model.stream(prime, **stops, **sampling)
+            pieces = model.stream(request)
             first = next(pieces, "")  # the prime is read (and warned about) before anything shows
             _warn(caught)
             text = first
@@ -94,14 +86,7 @@ def generate(
             if not text.endswith("\n"):
                 sys.stdout.write("\n")
             return
-        if beam is not None:
-            if tones:
-                raise ConfigError("--tones is a preference of sampling, not of --beam")
-            samples = model.beam(
-                prime, beam, num_samples=num_samples, length_penalty=length_penalty, **stops
-            )
-        else:
-            samples = model.samples(prime, num_samples=num_samples, **stops, **sampling)
+        samples = model.samples(request)
     _warn(caught)
     for index, sample in enumerate(samples):
         if output_format == "jsonl":

@@ -22,8 +22,9 @@ from ..checks import check_text
 from ..config import SampleConfig
 from ..errors import ConfigError
 from .decoding import Decoding, Row, Sampler, Stops, decode
+from .request import GenerationRequest
 from .sampling import LanguageModel
-from .verse import FormState
+from .verse import FormState, start
 
 HELP = """\
 /help            this list
@@ -54,25 +55,35 @@ class CommandResult:
 @dataclass
 class ChatSession:
     model: LanguageModel
-    sampling: SampleConfig = field(default_factory=SampleConfig)
+    # how replies are drawn, and a verse form for a poem model (your line starts a poem, the
+    # reply completes it); its length and stops are the chat's own
+    request: GenerationRequest = field(default_factory=GenerationRequest)
     user_prefix: str = ""
     bot_prefix: str = ""
     max_reply: int = 200
     transcript: list[Turn] = field(default_factory=list)
-    form: str | None = None  # a poem model: your line starts a poem, the reply completes it
-    rhyme: bool | str = False
-    tones: bool = False
 
     def __post_init__(self) -> None:
-        self.verse = self.model.verse_form(self.form, self.rhyme, self.tones)
-        self.sampling = replace(self.sampling).validate()
+        self.verse = self.request.verse(self.model.tokenizer)
+        self.request = replace(self.request)
+        self.sampling.validate()
         if self.max_reply < 1:
             raise ConfigError(f"--max-reply must be at least 1 (got {self.max_reply})")
-        if self.sampling.seed is None:
-            self.sampling.seed = int.from_bytes(os.urandom(4), "little")
+        if self.request.seed is None:
+            self.request.seed = int.from_bytes(os.urandom(4), "little")
         separator = self.model.tokenizer.separator
         self.turn_end = separator if separator else "\n"
         self.reset()
+
+    @property
+    def sampling(self) -> SampleConfig:
+        return self.request.sampling
+
+    def _change(self, **settings: object) -> None:
+        """New sampling settings, checked before they are taken."""
+        changed = replace(self.request, **settings)
+        changed.sampling.validate()
+        self.request = changed
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -96,7 +107,7 @@ class ChatSession:
         poem = None
         if self.verse is not None:
             ids = self.model.encode(user_text, "your line")
-            poem = self.verse.start()
+            poem = start(self.verse)
             poem.read(ids.tolist(), "your line")
             self._feed_text(user_text)
         else:
@@ -115,7 +126,7 @@ class ChatSession:
 
     def _sample_reply(self, poem: FormState | None = None) -> Iterator[str]:
         """The shared decoding loop, one row, stopping at the end of the line (or the poem)."""
-        row = Row(seed=self.sampling.seed or 0, rng=self.rng, form=poem)
+        row = Row(seed=self.sampling.seed or 0, rng=self.rng, constraint=poem)
         decoding = Decoding(self.logits, self.state, [row])
         if poem is not None:
             stops = Stops(length=max(self.max_reply, 4 * sum(self.verse.lengths)))
@@ -169,19 +180,17 @@ class ChatSession:
             if name == "/retry":
                 return CommandResult(stream=self.retry())
             if name == "/temp":
-                self.sampling = replace(self.sampling, temperature=float(argument)).validate()
+                self._change(temperature=float(argument))
                 return CommandResult(f"(temperature {self.sampling.temperature})")
             if name == "/topk":
-                self.sampling = replace(self.sampling, top_k=int(argument) or None).validate()
+                self._change(top_k=int(argument) or None)
                 return CommandResult(f"(top-k {self.sampling.top_k or 'off'})")
             if name == "/topp":
                 value = float(argument)
-                self.sampling = replace(
-                    self.sampling, top_p=None if value == 1 else value
-                ).validate()
+                self._change(top_p=None if value == 1 else value)
                 return CommandResult(f"(top-p {self.sampling.top_p or 'off'})")
             if name == "/seed":
-                self.sampling = replace(self.sampling, seed=int(argument))
+                self.request = replace(self.request, seed=int(argument))
                 self.rng = np.random.default_rng(self.sampling.seed)
                 return CommandResult(f"(seed {self.sampling.seed})")
         except OSError as error:

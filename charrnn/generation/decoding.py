@@ -3,8 +3,8 @@
 `decode()` advances a batch of rows (hypotheses) one token at a time. A strategy chooses each
 step's tokens: `Sampler` draws one token per row from its own seeded random stream (so row i of a
 batch equals a single run with seed + i); `Beam` keeps the N most probable continuations, which
-reorders the rows. Both go through the same stop rules (`Stops`), acrostic heads, `<unk>`
-removal and streaming decoders, and the loop leaves the model state after the last token in
+reorders the rows. Both go through the same stop rules (`Stops`), constraints (verse forms,
+acrostic heads: constraints.py), `<unk>` removal and streaming decoders, and the loop leaves the model state after the last token in
 place, so a chat can carry on from it.
 
 Stop rules count a line only when it holds generated text: an `<eos>` or newline drawn straight
@@ -25,7 +25,7 @@ import torch
 from ..config import SampleConfig
 from ..data.tokenizers import EOS_ID, UNK_ID, Tokenizer
 from ..model.devices import ThreadGovernor
-from .verse import FormState
+from .constraints import Constraint
 
 StepFunction = Callable[[torch.Tensor, list], tuple[torch.Tensor, list]]
 
@@ -42,8 +42,7 @@ class Stops:
 class Row:
     seed: int = 0
     rng: np.random.Generator | None = None
-    forced: list[int] = field(default_factory=list)  # tokens to emit next (acrostic heads)
-    heads: list[list[int]] = field(default_factory=list)  # later heads, one per line
+    constraint: Constraint | None = None  # a verse form or an acrostic (constraints.py)
     decoder: object = None
     pieces: list[str] = field(default_factory=list)
     tokens: int = 0
@@ -51,9 +50,7 @@ class Row:
     lines: int = 0
     line_has_text: bool = False
     last_token: int = EOS_ID
-    acrostic: bool = False  # the run ends when the last head's line ends
     ended_line: bool = False  # stopped by Stops.line_end
-    form: FormState | None = None  # a verse form to keep (verse.py)
     done: bool = False
 
     @property
@@ -96,17 +93,20 @@ def filter_probs(logits: np.ndarray, config: SampleConfig) -> np.ndarray:
 
 
 def constrain(rows: list[Row], logits: np.ndarray) -> np.ndarray:
-    """Logits with the tokens each row's verse form forbids set to -inf (and its soft tone
-    preference added); rows without a form are left as they are."""
-    if not any(row.form is not None and not row.done for row in rows):
+    """(B, V) logits with the tokens each row's constraint forbids set to -inf (and its
+    preference added); rows without one, or finished, are left as they are."""
+    asks = [
+        row.constraint.allowed() if row.constraint is not None and not row.done else (None, None)
+        for row in rows
+    ]
+    if all(mask is None and bonus is None for mask, bonus in asks):
         return logits
     logits = np.array(logits, dtype=np.float64)
-    for index, row in enumerate(rows):
-        if row.form is not None and not row.done:
-            mask, bonus = row.form.allowed()
+    for index, (mask, bonus) in enumerate(asks):
+        if mask is not None:
             logits[index, ~mask] = -np.inf
-            if bonus is not None:
-                logits[index] += bonus
+        if bonus is not None:
+            logits[index] += bonus
     return logits
 
 
@@ -131,10 +131,7 @@ class Sampler:
     def choose(self, rows: list[Row], logits: np.ndarray, log_probs: np.ndarray):
         probs = filter_probs(constrain(rows, logits), self.config)
         drawn = draw(probs, [row.rng for row in rows]).tolist()
-        tokens = [
-            None if row.done else (row.forced[0] if row.forced else drawn[i])
-            for i, row in enumerate(rows)
-        ]
+        tokens = [None if row.done else drawn[i] for i, row in enumerate(rows)]
         return list(range(len(rows))), tokens, rows
 
 
@@ -153,13 +150,13 @@ class Beam:
 
     def choose(self, rows: list[Row], logits: np.ndarray, log_probs: np.ndarray):
         candidates = []  # (rank, source row, token, or None to keep a finished row as it is)
-        allowed = constrain(rows, log_probs)  # verse forms: -inf where a token breaks the form
+        allowed = constrain(rows, log_probs)  # -inf where a token breaks a constraint
         for index, row in enumerate(rows):
             if row.done:
                 candidates.append((self.rank(row.logprob, row.tokens), index, None))
                 continue
             scores = allowed[index]  # <unk> is out already (decode)
-            options = [row.forced[0]] if row.forced else np.argsort(-scores)[: self.width]
+            options = np.argsort(-scores)[: self.width]
             for token in options:
                 logprob = row.logprob + float(scores[token])
                 if math.isfinite(logprob):
@@ -173,16 +170,14 @@ class Beam:
 
 def _advance(row: Row, token: int, log_prob: float, stops: Stops) -> str:
     """Append one token to a row and apply the stop rules; returns the text it adds."""
-    if row.forced:
-        row.forced.pop(0)
     row.tokens += 1
     row.logprob += log_prob
     row.last_token = token
     piece = row.decoder(token)
-    if row.form is not None:
-        row.form.advance(token)
-        row.done = row.form.done
     ends_line = token == EOS_ID or "\n" in piece
+    if row.constraint is not None:
+        row.constraint.advance(token, ends_line)
+        row.done = row.constraint.done
     before_end = "" if token == EOS_ID else piece.split("\n", 1)[0]
     shown = before_end if stops.line_end and ends_line else piece
     if shown:
@@ -191,7 +186,7 @@ def _advance(row: Row, token: int, log_prob: float, stops: Stops) -> str:
         row.line_has_text = True
     if ends_line and stops.line_end:
         row.done = row.ended_line = True
-    elif ends_line and not row.forced:
+    elif ends_line:
         if row.line_has_text:
             row.lines += 1
             if stops.until_eos and token == EOS_ID:
@@ -199,10 +194,6 @@ def _advance(row: Row, token: int, log_prob: float, stops: Stops) -> str:
             if stops.lines is not None and row.lines >= stops.lines:
                 row.done = True
         row.line_has_text = False
-        if row.heads:
-            row.forced = row.heads.pop(0)
-        elif row.acrostic:
-            row.done = True  # every head has had its line
     if row.tokens >= stops.length:
         row.done = True
     return shown

@@ -9,42 +9,27 @@ memory stays flat.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..checks import check_text
-from ..config import SampleConfig
 from ..data.tokenizers import EOS_ID, UNK_ID, Tokenizer
-from ..errors import ConfigError
 from ..model import checkpoint
 from ..model.devices import ThreadGovernor, pick_device
 from ..model.language_model import RNNLanguageModel
 from ..training.rundir import resolve_checkpoint
 from .activations import Activations, record
-from .decoding import Beam, Decoding, Row, Sampler, Stops, decode
-from .sample_plan import (
-    DEFAULT_LENGTH,
-    OPEN_LENGTH_CAP,
-    sample_rows,
-    sample_stops,
-    verse_form,
-)
-from .scoring import (
-    FEED_TOKENS,
-    Score,
-    TokenSurprisal,
-    score_many,
-    score_text,
-    surprisal,
-    text_chunks,
-)
-from .verse import Form
+from .decoding import Beam, Decoding, Row, Sampler, decode
+from .feed import Feed, text_chunks
+from .request import GenerationRequest
+from .scoring import Score, TokenSurprisal, score_many, score_text, surprisal
 
 WARM_UP_TOKENS = 256
 
@@ -122,12 +107,9 @@ class LanguageModel:
             logits, state = self.warm_start()
             if len(ids) == 0:
                 return logits, state
-        hidden = self.stepper.to_hidden(state)
-        for start in range(0, len(ids), FEED_TOKENS):
-            window = torch.from_numpy(ids[start : start + FEED_TOKENS]).unsqueeze(0)
-            window = window.to(self.device)
-            logits, hidden = self.model(window, hidden)
-        return logits[:, -1], self.stepper.from_hidden(hidden)
+        feed = Feed(self.model, self.stepper.to_hidden(state))
+        logits = feed.read(torch.from_numpy(ids).unsqueeze(0).to(self.device))
+        return logits, self.stepper.from_hidden(feed.hidden)
 
     @torch.inference_mode()
     def warm_start(self) -> tuple[torch.Tensor, list]:
@@ -154,8 +136,8 @@ class LanguageModel:
         """Read the prime from the warm start once; the logits and state, one per row."""
         ids = self.encode_prime(prime)
         for row in rows:
-            if row.form is not None:
-                row.form.read(ids)
+            if row.constraint is not None:
+                row.constraint.read(ids, "the prime")
         logits, state = self.feed(ids)
         batch = len(rows)
         if batch > 1:
@@ -168,119 +150,76 @@ class LanguageModel:
         return Decoding(logits.expand(batch, -1).contiguous(), state, rows)
 
     # -- generation --------------------------------------------------------------------------
-    def verse_form(
-        self, form: str | None, rhyme: bool | str = False, tones: bool = False
-    ) -> Form | None:
-        """The verse form to keep (verse.py), or None; rhyme and tones need a form."""
-        return verse_form(self.tokenizer, form, rhyme, tones)
+    def decode(self, request: GenerationRequest) -> tuple[list[Row], Iterator[tuple[int, str]]]:
+        """The rows of a checked request and the decoding loop over them, yielding (row, text
+        piece) as tokens are chosen; when it ends the rows hold the finished samples."""
+        request.validate()
+        verse = request.verse(self.tokenizer)
+        stops = request.stops(verse)
+        if request.beam is None:
+            strategy: Sampler | Beam = Sampler(request.sampling)
+        else:
+            strategy = Beam(request.beam, request.length_penalty)
+        rows = request.rows(self.tokenizer, verse)
+        decoding = self.start(request.prime, rows)
 
-    def _samples(
-        self, prime: str, rows: list[Row], strategy, stops: Stops
-    ) -> Iterator[tuple[int, str]]:
-        decoding = self.start(prime, rows)
-        yield from decode(decoding, self.stepper, self.tokenizer, strategy, stops, self.governor)
-        rows[:] = decoding.rows
+        def pieces() -> Iterator[tuple[int, str]]:
+            yield from decode(
+                decoding, self.stepper, self.tokenizer, strategy, stops, self.governor
+            )
+            rows[:] = decoding.rows
+            if request.beam is not None:
+                rows.sort(key=lambda row: -strategy.rank(row.logprob, row.tokens))
+
+        return rows, pieces()
 
     def stream(
-        self,
-        prime: str = "",
-        length: int | None = None,
-        temperature: float = 0.8,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        greedy: bool = False,
-        seed: int | None = None,
-        until_eos: bool = False,
-        lines: int | None = None,
-        acrostic: str | None = None,
-        form: str | None = None,
-        rhyme: bool | str = False,
-        tones: bool = False,
+        self, prime: str | GenerationRequest = "", length: int | None = None, **options: Any
     ) -> Iterator[str]:
-        """Yield the prime, then the continuation piece by piece (what `generate` returns)."""
-        strategy = Sampler(SampleConfig(temperature, top_k, top_p, greedy, seed))
-        verse = self.verse_form(form, rhyme, tones)
-        stops = sample_stops(length, until_eos, lines, acrostic, verse is not None)
-        rows = sample_rows(self.tokenizer, 1, seed, acrostic, verse)
-        pieces = self._samples(prime, rows, strategy, stops)
+        """Yield the prime, then the continuation piece by piece (what `generate` returns).
+        Give a `GenerationRequest`, or its fields (temperature, seed, form...) by name."""
+        request = _request(prime, length, options)
+        _, pieces = self.decode(request)
         first = next(pieces, None)  # the prime is read (and warned about) before anything shows
-        if prime:
-            yield prime
+        if request.prime:
+            yield request.prime
         if first is not None:
             yield first[1]
         for _, piece in pieces:
             yield piece
 
     def samples(
-        self,
-        prime: str = "",
-        length: int | None = None,
-        temperature: float = 0.8,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        greedy: bool = False,
-        seed: int | None = None,
-        num_samples: int = 1,
-        until_eos: bool = False,
-        lines: int | None = None,
-        acrostic: str | None = None,
-        form: str | None = None,
-        rhyme: bool | str = False,
-        tones: bool = False,
+        self, prime: str | GenerationRequest = "", length: int | None = None, **options: Any
     ) -> list[Sample]:
-        """N samples in one batched pass (sample i uses seed + i), with mean log-probabilities.
-        `form` ('wujue', '7x8', '8,6,8,6'...) keeps a verse form by construction (verse.py)."""
-        strategy = Sampler(SampleConfig(temperature, top_k, top_p, greedy, seed))
-        verse = self.verse_form(form, rhyme, tones)
-        stops = sample_stops(length, until_eos, lines, acrostic, verse is not None)
-        rows = sample_rows(self.tokenizer, num_samples, seed, acrostic, verse)
-        for _ in self._samples(prime, rows, strategy, stops):
+        """`num_samples` samples in one batched pass (sample i uses seed + i), with mean
+        log-probabilities; with `beam=W`, the `num_samples` most probable continuations under
+        the model (beam search of width W), best first."""
+        request = _request(prime, length, options)
+        rows, pieces = self.decode(request)
+        for _ in pieces:
             pass
-        return [self._sample(prime, row, row.seed) for row in rows]
+        seeded = request.beam is None
+        return [
+            _sample(request.prime, row, row.seed if seeded else None)
+            for row in rows[: request.num_samples]
+        ]
 
     def beam(
         self,
-        prime: str = "",
+        prime: str | GenerationRequest = "",
         width: int = 5,
         length: int | None = None,
-        until_eos: bool = False,
-        lines: int | None = None,
-        acrostic: str | None = None,
-        num_samples: int = 1,
-        length_penalty: float = 0.0,
-        form: str | None = None,
-        rhyme: bool | str = False,
+        **options: Any,
     ) -> list[Sample]:
         """The most probable continuations under the model (beam search of `width`), best first.
 
         `length_penalty` a > 0 ranks by log P / length**a, so a longer continuation is not
         beaten merely for having more terms."""
-        if not 1 <= width <= 1024:
-            raise ConfigError(f"--beam must be between 1 and 1024 (got {width})")
-        if not 1 <= num_samples <= width:
-            raise ConfigError(
-                f"--num-samples must be between 1 and --beam {width} with beam search"
-            )
-        if not (math.isfinite(length_penalty) and length_penalty >= 0):
-            raise ConfigError(f"--length-penalty must be >= 0 (got {length_penalty})")
-        # Beam search on a weak model can repeat itself without ever ending a line: its cap is
-        # the plain default unless a length is given.
-        verse = self.verse_form(form, rhyme)
-        cap = OPEN_LENGTH_CAP if verse is not None else DEFAULT_LENGTH
-        stops = sample_stops(cap if length is None else length, until_eos, lines, acrostic)
-        strategy = Beam(width, length_penalty)
-        rows = sample_rows(self.tokenizer, 1, 0, acrostic, verse)
-        for _ in self._samples(prime, rows, strategy, stops):
-            pass
-        rows.sort(key=lambda row: -strategy.rank(row.logprob, row.tokens))
-        return [self._sample(prime, row, None) for row in rows[:num_samples]]
+        return self.samples(prime, length, beam=width, **options)
 
-    @staticmethod
-    def _sample(prime: str, row: Row, seed: int | None) -> Sample:
-        mean = row.logprob / row.tokens if row.tokens else 0.0
-        return Sample(prime, row.text, row.tokens, seed, mean)
-
-    def generate(self, prime: str = "", length: int | None = None, **options) -> str:
+    def generate(
+        self, prime: str | GenerationRequest = "", length: int | None = None, **options: Any
+    ) -> str:
         """The prime followed by one sampled continuation, as a string."""
         return "".join(self.stream(prime, length, **options))
 
@@ -303,3 +242,19 @@ class LanguageModel:
 
 
 load = LanguageModel.load
+
+
+def _request(
+    prime: str | GenerationRequest, length: int | None, options: dict[str, Any]
+) -> GenerationRequest:
+    """The request a call gives, whole or as fields."""
+    if isinstance(prime, GenerationRequest):
+        return dataclasses.replace(
+            prime, **({"length": length} if length is not None else {}), **options
+        )
+    return GenerationRequest(prime=prime, length=length, **options)
+
+
+def _sample(prime: str, row: Row, seed: int | None) -> Sample:
+    mean = row.logprob / row.tokens if row.tokens else 0.0
+    return Sample(prime, row.text, row.tokens, seed, mean)

@@ -1,15 +1,13 @@
-"""Scoring text: log P(text) as a product of per-token conditionals, for any length.
+"""Scoring text: log P(text) as a product of per-token conditionals, for any length, and each
+token's surprisal with the model's top guesses.
 
-Long text (a 50 MB line) is encoded in pieces cut between whitespace and a word, and read in
-windows of FEED_TOKENS with the state carried, so memory stays flat; the loss is the model's one
-`sequence_loss`, as in training and evaluation.
+Text is read through the one windowed feed (feed.py), so memory stays flat; the loss is the
+model's one `sequence_loss`, as in training and evaluation.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +17,9 @@ from ..checks import check_text
 from ..data.tokenizers import EOS_ID, SENTINEL, UNK_ID, WORD_PATTERN, Tokenizer
 from ..errors import ConfigError
 from ..model.language_model import RNNLanguageModel, sequence_loss
+from .feed import FEED_TOKENS, Feed, read_text
 
-FEED_TOKENS = 4096  # tokens per forward pass when reading long text
-TEXT_CHUNK = 1 << 20  # characters encoded at a time
 LN2 = math.log(2.0)
-_BOUNDARY = re.compile(r"\s(?=\S)")
 
 
 @dataclass
@@ -38,20 +34,6 @@ class Score:
     perplexity: float  # per token
 
 
-def text_chunks(text: str, size: int = TEXT_CHUNK) -> Iterator[str]:
-    """Pieces of at most ~size characters, cut between whitespace and a word, so that no word
-    or separator is split and every tokenizer encodes the pieces as it would the whole."""
-    start = 0
-    while len(text) - start > size:
-        window = text[start : start + size]
-        cuts = list(_BOUNDARY.finditer(window, max(0, len(window) - 4096)))
-        end = start + (cuts[-1].start() + 1 if cuts else size)
-        yield text[start:end]
-        start = end
-    if start < len(text):
-        yield text[start:]
-
-
 @torch.inference_mode()
 def score_text(model: RNNLanguageModel, tokenizer: Tokenizer, text: str) -> Score:
     """log P(text) as a product of per-token conditionals, starting after an <eos>; read in
@@ -59,17 +41,12 @@ def score_text(model: RNNLanguageModel, tokenizer: Tokenizer, text: str) -> Scor
     check_text("TEXT", text)
     device = model.decoder.weight.device
     nats, tokens, unknown = 0.0, 0, 0
-    previous, hidden = EOS_ID, None
-    for piece in text_chunks(text):
-        ids = tokenizer.encode(piece)
-        unknown += int((ids == UNK_ID).sum())
-        for start in range(0, len(ids), FEED_TOKENS):
-            targets = torch.from_numpy(ids[start : start + FEED_TOKENS].astype(np.int64))
-            inputs = torch.cat([torch.tensor([previous]), targets[:-1]]).to(device)
-            logits, hidden = model(inputs.unsqueeze(0), hidden)
-            nats += sequence_loss(logits, targets.unsqueeze(0).to(device), reduction="sum").item()
-            tokens += len(targets)
-            previous = int(targets[-1])
+    for window in read_text(model, tokenizer, text):
+        if window.start == 0:
+            unknown += int((window.ids == UNK_ID).sum())
+        targets = window.targets.unsqueeze(0).to(device)
+        nats += sequence_loss(window.logits, targets, reduction="sum").item()
+        tokens += len(window.targets)
     if not tokens:
         raise ConfigError("nothing to score: the text is empty")
     return _score(text, tokens, unknown, nats)
@@ -130,9 +107,8 @@ def _side_by_side(model: RNNLanguageModel, encoded: dict[int, np.ndarray]) -> di
             targets[row, : len(encoded[i])] = torch.from_numpy(encoded[i].astype(np.int64))
         inputs = torch.cat([torch.full((len(members), 1), EOS_ID), targets[:, :-1]], dim=1)
         inputs = inputs.clamp(min=0).to(device)  # padding reads as id 0 after the text's end
-        targets, totals, hidden = targets.to(device), 0.0, None
-        for start in range(0, longest, FEED_TOKENS):
-            logits, hidden = model(inputs[:, start : start + FEED_TOKENS], hidden)
+        targets, totals = targets.to(device), 0.0
+        for start, logits in Feed(model).windows(inputs):
             part = targets[:, start : start + FEED_TOKENS]
             losses = sequence_loss(logits.float(), part, reduction="none").view(part.shape)
             totals = totals + losses.double().sum(dim=1)
@@ -168,33 +144,23 @@ def surprisal(
 ) -> list[TokenSurprisal]:
     """Every token of `text` with its surprisal in bits and the model's top guesses there."""
     check_text("TEXT", text)
-    device = model.decoder.weight.device
     found: list[TokenSurprisal] = []
-    previous, hidden = EOS_ID, None
-    for piece in text_chunks(text):
-        ids = tokenizer.encode(piece)
-        texts = token_pieces(tokenizer, piece, ids)
-        for start in range(0, len(ids), FEED_TOKENS):
-            targets = torch.from_numpy(ids[start : start + FEED_TOKENS].astype(np.int64))
-            inputs = torch.cat([torch.tensor([previous]), targets[:-1]]).to(device)
-            logits, hidden = model(inputs.unsqueeze(0), hidden)
-            log_probs = torch.log_softmax(logits[0].float(), dim=-1).cpu()
-            best = log_probs.exp().topk(min(top, log_probs.size(-1)), dim=-1)
-            for t, target in enumerate(targets.tolist()):
-                found.append(
-                    TokenSurprisal(
-                        text=texts[start + t],
-                        bits=-float(log_probs[t, target]) / LN2,
-                        guesses=[
-                            (
-                                tokenizer.token_text(int(i)) if int(i) != UNK_ID else "<unk>",
-                                float(p),
-                            )
-                            for p, i in zip(best.values[t], best.indices[t], strict=True)
-                        ],
-                    )
+    for window in read_text(model, tokenizer, text):
+        if window.start == 0:
+            texts = token_pieces(tokenizer, window.piece, window.ids)
+        log_probs = torch.log_softmax(window.logits[0].float(), dim=-1).cpu()
+        best = log_probs.exp().topk(min(top, log_probs.size(-1)), dim=-1)
+        for t, target in enumerate(window.targets.tolist()):
+            found.append(
+                TokenSurprisal(
+                    text=texts[window.start + t],
+                    bits=-float(log_probs[t, target]) / LN2,
+                    guesses=[
+                        (tokenizer.token_text(int(i)) if int(i) != UNK_ID else "<unk>", float(p))
+                        for p, i in zip(best.values[t], best.indices[t], strict=True)
+                    ],
                 )
-            previous = int(targets[-1])
+            )
     if not found:
         raise ConfigError("nothing to score: the text is empty")
     return found

@@ -7,8 +7,9 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.cli import cli
-from charrnn.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
+from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.generation.chat import ChatSession
+from charrnn.generation.request import GenerationRequest
 
 
 def chat(run_dir, text, *options):
@@ -19,7 +20,7 @@ def chat(run_dir, text, *options):
 
 def test_piped_chat_transcript_is_deterministic(trained_run):
     output = chat(trained_run, "the cat\nthe dog\n")
-    session = ChatSession(charrnn.load(trained_run), SampleConfig(seed=3))
+    session = ChatSession(charrnn.load(trained_run), GenerationRequest(seed=3))
     first = "".join(session.reply("the cat"))
     second = "".join(session.reply("the dog"))
     assert output == f"{first}\n{second}\n"
@@ -27,7 +28,7 @@ def test_piped_chat_transcript_is_deterministic(trained_run):
 
 
 def test_reset_really_resets(trained_run):
-    session = ChatSession(charrnn.load(trained_run), SampleConfig(seed=5))
+    session = ChatSession(charrnn.load(trained_run), GenerationRequest(seed=5))
     first = "".join(session.reply("the cat"))
     "".join(session.reply("a dog"))
     assert session.command("/reset").message == "(conversation reset)"
@@ -36,16 +37,16 @@ def test_reset_really_resets(trained_run):
 
 
 def test_memory_carries_across_turns(trained_run):
-    with_memory = ChatSession(charrnn.load(trained_run), SampleConfig(seed=1))
+    with_memory = ChatSession(charrnn.load(trained_run), GenerationRequest(seed=1))
     "".join(with_memory.reply("the dog sat on the log."))
-    fresh = ChatSession(charrnn.load(trained_run), SampleConfig(seed=1))
+    fresh = ChatSession(charrnn.load(trained_run), GenerationRequest(seed=1))
     import torch
 
     assert not torch.equal(with_memory.logits, fresh.logits)
 
 
 def test_slash_commands_change_the_sampler(trained_run):
-    session = ChatSession(charrnn.load(trained_run), SampleConfig(seed=1))
+    session = ChatSession(charrnn.load(trained_run), GenerationRequest(seed=1))
     assert session.command("/temp 0.5").message == "(temperature 0.5)"
     assert session.sampling.temperature == 0.5
     session.command("/topk 3")
@@ -62,7 +63,7 @@ def test_slash_commands_change_the_sampler(trained_run):
 
 
 def test_retry_resamples_from_the_same_state(trained_run):
-    session = ChatSession(charrnn.load(trained_run), SampleConfig(seed=2, temperature=1.5))
+    session = ChatSession(charrnn.load(trained_run), GenerationRequest(seed=2, temperature=1.5))
     "".join(session.reply("the"))
     replies = {"".join(session.command("/retry").stream) for _ in range(5)}
     assert len(replies) > 1
@@ -83,7 +84,7 @@ def test_save_transcript_text_and_json(trained_run, tmp_path):
 
 def test_prefixes_and_max_reply(trained_run):
     session = ChatSession(
-        charrnn.load(trained_run), SampleConfig(seed=1), "Q: ", "A: ", max_reply=4
+        charrnn.load(trained_run), GenerationRequest(seed=1), "Q: ", "A: ", max_reply=4
     )
     reply = "".join(session.reply("the cat"))
     assert len(reply) <= 4

@@ -12,8 +12,9 @@ import charrnn
 from charrnn.cli import cli
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import ConfigError
-from charrnn.generation.verse import _THIRTEEN as THIRTEEN
-from charrnn.generation.verse import Form, parse_form
+from charrnn.generation.forms import THIRTEEN_CLASSES as THIRTEEN
+from charrnn.generation.forms import Form, parse_form
+from charrnn.generation.verse import start
 
 pypinyin = pytest.importorskip("pypinyin")
 pytest.importorskip("pronouncing")
@@ -113,7 +114,7 @@ def test_impossible_forms_are_one_line_errors(poet, trained_run):
 def test_the_mask_never_removes_every_token(poet):
     model = charrnn.load(poet)
     form = Form(model.tokenizer, [5, 5], rhyme=True)
-    state = form.start()
+    state = start(form)
     state.read(model.tokenizer.encode("春花秋月夜，春花秋月").tolist())
     state.rhyme_class = 99  # a class no character of the vocabulary belongs to
     mask, _ = state.allowed()
@@ -137,7 +138,9 @@ def test_the_price_of_the_constraint_is_reported(poet):
 
 
 def test_chat_completes_the_poem_in_the_form(poet):
-    session = charrnn.chat_session(poet, charrnn.SampleConfig(seed=1), form="wujue", rhyme=True)
+    session = charrnn.chat_session(
+        poet, charrnn.GenerationRequest(seed=1, form="wujue", rhyme=True)
+    )
     reply = "".join(session.reply("春花秋月夜，江山风雨长。"))
     verses("春花秋月夜，江山风雨长。\n" + reply + "\n", [5] * 4)
     again = "".join(session.reply("白日"))
@@ -199,6 +202,6 @@ def test_a_syllable_form_masks_by_syllables(lyricist):
     model = charrnn.load(lyricist)
     form = Form(model.tokenizer, [3])
     assert not form.chinese
-    state = form.start()
-    mask = state._english_mask()
+    state = start(form)
+    mask, _ = state.allowed()
     assert np.all(form.syllables[mask] <= 3)
