@@ -11,11 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .cell_registry import CELLS
 from .checks import MAX_PARAMETERS, MAX_UNITS, check, check_between, check_choice, check_seed
 
 LEVELS = ("char", "word", "subword")
 EOS_MODES = ("line", "blank-line", "none")
-CELLS = ("lstm", "gru", "rnn", "rnn-relu", "lstm-peephole", "gru-simple", "mingru")
+
 INITS = ("default", "identity")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 # Less momentum than torch's 0.9: a 2x256 LSTM at lr 8e-3 for 2,100 steps on tinyshakespeare (2
@@ -30,8 +31,8 @@ MODEL_SIZE_FIELDS = (
     "cell", "layers", "hidden", "embed", "dropout", "tie_weights", "init", "skip_connections"
 )  # fmt: skip
 # cells whose layers run as PyTorch's fused modules, one layer at a time when each layer's
-# output is needed (model.py)
-FUSED_CELLS = ("lstm", "gru", "rnn", "rnn-relu")
+# output is needed (language_model.py)
+FUSED_CELLS = tuple(name for name, spec in CELLS.items() if spec.fused)
 DECODING_ERRORS = ("strict", "replace", "ignore")
 AUTO = "auto"  # max_time: ten minutes, unless a step or epoch budget is given (training/plan)
 
@@ -103,7 +104,7 @@ class ModelConfig:
         return self.hidden * (self.layers if self.decodes_every_layer else 1)
 
     def validate(self) -> ModelConfig:
-        check_choice("--cell", self.cell, CELLS)
+        check_choice("--cell", self.cell, tuple(CELLS))
         check_choice("--init", self.init, INITS)
         check(
             self.init != "identity" or self.cell == "rnn-relu",
@@ -111,7 +112,7 @@ class ModelConfig:
         )
         check(
             None not in (self.layers, self.hidden, self.embed, self.dropout),
-            "model sizes left as None must be resolved first (charrnn.config.with_default_sizes)",
+            "model sizes left as None must be resolved first (model.language_model.with_default_sizes)",
         )
         check(
             self.vocab_size >= 2, f"vocabulary must hold at least 2 tokens (got {self.vocab_size})"
@@ -153,13 +154,12 @@ class ModelConfig:
 
     def recurrent_parameters(self) -> int:
         """The weights of the recurrent layers alone (no embedding, no decoder)."""
-        gates = {"lstm": 4, "gru": 3, "lstm-peephole": 4, "gru-simple": 2, "mingru": 2}
-        rows = gates.get(self.cell, 1) * self.hidden
+        spec = CELLS[self.cell]
+        rows = spec.gates * self.hidden
         inputs = rows * (self.embed + 1 + (self.layers - 1) * (self.hidden + 1))  # all layers
-        # minGRU's gates see the input alone; the peephole LSTM adds three vectors per layer
-        state = 0 if self.cell == "mingru" else rows * (self.hidden + 1)
-        peepholes = 3 * self.hidden if self.cell == "lstm-peephole" else 0
-        return inputs + self.layers * (state + peepholes)
+        state = rows * (self.hidden + 1) if spec.recurrent else 0
+        extra = spec.extra[1] * self.hidden if spec.extra else 0
+        return inputs + self.layers * (state + extra)
 
 
 @dataclass
@@ -268,25 +268,6 @@ class SampleConfig:
         )
         check_seed("--seed", self.seed)
         return self
-
-
-# Sizes for a model built without a plan (e.g. `RNNLanguageModel(ModelConfig(vocab_size=V))`):
-# what the planner picks for the default ten-minute run on tinyshakespeare on a 2-core CPU.
-# Training plans its sizes from measured speed, budget and corpus instead (training/plan).
-DEFAULT_MODEL_SIZES: dict[str, Any] = dict(layers=2, hidden=384, embed=64, dropout=0.2)
-
-
-def with_default_sizes(model: ModelConfig) -> ModelConfig:
-    """A copy with every size left as None filled in from DEFAULT_MODEL_SIZES; explicit values
-    win, and a tied embedding takes the hidden width."""
-    model = dataclasses.replace(model)
-    if model.tie_weights and model.embed is None:
-        model.embed = model.hidden if model.hidden is not None else DEFAULT_MODEL_SIZES["hidden"]
-    for name, value in DEFAULT_MODEL_SIZES.items():
-        if getattr(model, name) is None:
-            setattr(model, name, value)
-    model.skip_connections = model.decodes_every_layer
-    return model
 
 
 def saved_model_config(data: dict[str, Any]) -> ModelConfig:

@@ -1,7 +1,7 @@
 """The package's shape, checked: data flows one way between the stage packages, no import cycle,
 no module reaches another's private names, and every module stays readable in one sitting.
 
-    errors, checks, config -> data -> model -> training -> generation -> inspection -> api
+    errors, checks, cell_registry, config -> data -> model -> training -> generation -> inspection -> api
                                                                     api -> console, cli (adapters)
 """
 
@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
-FOUNDATION = ("errors", "checks", "config")
+FOUNDATION = ("errors", "checks", "cell_registry", "config")
 STAGES = ("data", "model", "training", "generation", "inspection", "api")
 ADAPTERS = ("console", "cli", "__main__")
 # what an adapter may import: the door, the plain settings and errors, the renderers

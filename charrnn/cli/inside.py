@@ -69,7 +69,7 @@ def neurons(checkpoint_path, text_file, top, unit, html_file) -> None:
 @cli.command()
 @click.argument("checkpoint_path", metavar="[RUN]", required=False)
 @click.option(
-    "--cell", "cells", multiple=True, type=click.Choice(CELLS),
+    "--cell", "cells", multiple=True, type=click.Choice(tuple(CELLS)),
     help="Untrained cells to compare (default rnn, gru, lstm).",
 )  # fmt: skip
 @click.option("--steps", type=int, default=200, show_default=True, help="Sequence length.")

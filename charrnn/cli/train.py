@@ -59,7 +59,7 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
     "--out", type=click.Path(file_okay=False), help="Run directory (default checkpoints/<corpus>)."
 )
 @data_options
-@click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell (default lstm).")
+@click.option("--cell", type=click.Choice(tuple(CELLS)), help="Recurrent cell (default lstm).")
 @click.option(
     "--init",
     type=click.Choice(INITS),

@@ -74,7 +74,9 @@ class TrainingDisplay:
             "val bpc",
             number_text(last.get("val_bpc")),
         )
-        stats.add_row("best val", number_text(last.get("best_val_loss")), "lr", f"{last.get('lr', 0):.2e}")
+        stats.add_row(
+            "best val", number_text(last.get("best_val_loss")), "lr", f"{last.get('lr', 0):.2e}"
+        )
         if self.val_history:
             stats.add_row("val bpc", sparkline(self.val_history), "", "")
         parts: list[Any] = [self.progress, stats]

@@ -24,6 +24,7 @@ from ..data.tokenizers import EOS_ID, UNK_ID, Tokenizer
 from ..model import checkpoint
 from ..model.devices import ThreadGovernor, pick_device
 from ..model.language_model import RNNLanguageModel
+from ..model.single_step import SingleStep
 from ..training.rundir import resolve_checkpoint
 from .activations import Activations, record
 from .decoding import Beam, Decoding, Row, Sampler, decode
@@ -64,7 +65,7 @@ class LanguageModel:
         self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer
         self.state = state or {}
-        self.stepper = self.model.stepper()
+        self.stepper = SingleStep(self.model)
         self._warm: tuple[torch.Tensor, list] | None = None
         # on a CPU the thread count follows the machine's load
         self.governor = ThreadGovernor(min_window=0.1) if self.device.type == "cpu" else None

@@ -13,13 +13,17 @@ layer's input projection folded into a (V, gates*H) lookup table. Tests check bo
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig, with_default_sizes
-from .cells import SHAPES as CUSTOM
-from .cells import CustomRNN, locked_dropout, mingru_step
+from ..cell_registry import CELLS
+from ..config import ModelConfig
+from .cells import cell as registered_cell
+from .cells import locked_dropout
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -39,6 +43,25 @@ IDENTITY_GAIN = 0.5
 SPARED_EMBEDDING_VOCAB = 256
 
 
+# Sizes for a model built without a plan (e.g. `RNNLanguageModel(ModelConfig(vocab_size=V))`):
+# what the planner picks for the default ten-minute run on tinyshakespeare on a 2-core CPU.
+# Training plans its sizes from measured speed, budget and corpus instead (training/plan).
+DEFAULT_MODEL_SIZES: dict[str, Any] = dict(layers=2, hidden=384, embed=64, dropout=0.2)
+
+
+def with_default_sizes(model: ModelConfig) -> ModelConfig:
+    """A copy with every size left as None filled in from DEFAULT_MODEL_SIZES; explicit values
+    win, and a tied embedding takes the hidden width."""
+    model = dataclasses.replace(model)
+    if model.tie_weights and model.embed is None:
+        model.embed = model.hidden if model.hidden is not None else DEFAULT_MODEL_SIZES["hidden"]
+    for name, value in DEFAULT_MODEL_SIZES.items():
+        if getattr(model, name) is None:
+            setattr(model, name, value)
+    model.skip_connections = model.decodes_every_layer
+    return model
+
+
 class RNNLanguageModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -46,18 +69,9 @@ class RNNLanguageModel(nn.Module):
         self.config = config.validate()
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)
+        self.cell = registered_cell(c.cell)
         # dropout between the fused module's layers is applied by forward() (locked masks)
-        if c.cell == "lstm":
-            self.rnn = nn.LSTM(c.embed, c.hidden, c.layers, batch_first=True)
-        elif c.cell == "gru":
-            self.rnn = nn.GRU(c.embed, c.hidden, c.layers, batch_first=True)
-        elif c.cell in CUSTOM:
-            self.rnn = CustomRNN(c.cell, c.embed, c.hidden, c.layers, c.dropout)
-        else:
-            nonlinearity = "relu" if c.cell == "rnn-relu" else "tanh"
-            self.rnn = nn.RNN(
-                c.embed, c.hidden, c.layers, nonlinearity=nonlinearity, batch_first=True
-            )
+        self.rnn = self.cell.sequence_module(c.embed, c.hidden, c.layers, c.dropout)
         self.decoder = nn.Linear(c.decoder_inputs, c.vocab_size)
         if c.tie_weights:
             self.decoder.weight = self.embedding.weight
@@ -82,7 +96,7 @@ class RNNLanguageModel(nn.Module):
     def set_dropout(self, p: float) -> None:
         """Change the dropout of a built model (a run re-planned once its speed is known)."""
         self.config.dropout = p
-        if isinstance(self.rnn, CustomRNN):
+        if not self.cell.spec.fused:  # its module applies the dropout between its layers
             self.rnn.dropout = p
 
     @property
@@ -110,7 +124,7 @@ class RNNLanguageModel(nn.Module):
         c = self.config
         device = device or self.decoder.weight.device
         zeros = torch.zeros(c.layers, batch_size, c.hidden, device=device)
-        return (zeros, zeros.clone()) if c.cell in PAIRED else zeros
+        return (zeros, zeros.clone()) if self.cell.spec.paired else zeros
 
     def forward(
         self, ids: torch.Tensor, hidden: Hidden | None = None
@@ -120,7 +134,7 @@ class RNNLanguageModel(nn.Module):
         p = c.dropout
         embedded = locked_dropout(self.embedding(ids), p, training)
         every_layer = c.decodes_every_layer and c.layers > 1
-        if every_layer or (training and p > 0 and c.layers > 1 and c.cell in FUSED):
+        if every_layer or (training and p > 0 and c.layers > 1 and self.cell.spec.fused):
             outputs, hidden = self._layer_by_layer(embedded, hidden)
             output = torch.cat(outputs, dim=-1) if every_layer else outputs[-1]
         else:
@@ -142,7 +156,7 @@ class RNNLanguageModel(nn.Module):
         layer's output (B, T, H) and the final state."""
         c = self.config
         hidden = hidden if hidden is not None else self.init_hidden(x.size(0), x.device)
-        paired = c.cell in PAIRED
+        paired = self.cell.spec.paired
         finals: list = []
         outputs: list[torch.Tensor] = []
         for layer in range(c.layers):
@@ -151,41 +165,36 @@ class RNNLanguageModel(nn.Module):
             weights = [getattr(self.rnn, f"{name}_l{layer}") for name in FUSED_WEIGHTS]
             if paired:
                 state = (hidden[0][layer : layer + 1], hidden[1][layer : layer + 1])
-                x, h, cell = torch.lstm(x, state, weights, True, 1, 0.0, True, False, True)
+                x, h, cell = self.cell.run_layer(x, state, weights)
                 finals.append((h, cell))
             else:
-                x, h = FUSED[c.cell](x, hidden[layer : layer + 1], weights, True, 1, 0.0, True,
-                                     False, True)  # fmt: skip
+                x, h = self.cell.run_layer(x, hidden[layer : layer + 1], weights)
                 finals.append(h)
             outputs.append(x)
         if paired:
             return outputs, (torch.cat([h for h, _ in finals]), torch.cat([s for _, s in finals]))
         return outputs, torch.cat(finals)
 
-    def stepper(self) -> SingleStep:
-        return SingleStep(self)
 
-
-FUSED = {"lstm": torch.lstm, "gru": torch.gru, "rnn": torch.rnn_tanh, "rnn-relu": torch.rnn_relu}
 FUSED_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # one layer's, in _VF's order
-GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1, **{k: v[0] for k, v in CUSTOM.items()}}
-PAIRED = ("lstm", "lstm-peephole")  # cells whose state is (h, c)
 
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The state_dict shapes a model of this config has, computed without building it (a
     checkpoint is checked against them before anything is allocated)."""
-    c, rows = config, GATES[config.cell] * config.hidden
+    c, spec = config, CELLS[config.cell]
+    rows = spec.gates * c.hidden
     shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (c.vocab_size, c.embed)}
     for layer in range(c.layers):
         inputs = c.embed if layer == 0 else c.hidden
         shapes[f"rnn.weight_ih_l{layer}"] = (rows, inputs)
         shapes[f"rnn.bias_ih_l{layer}"] = (rows,)
-        if CUSTOM.get(c.cell, (0, True))[1]:  # minGRU has no recurrent matrix
+        if spec.recurrent:
             shapes[f"rnn.weight_hh_l{layer}"] = (rows, c.hidden)
             shapes[f"rnn.bias_hh_l{layer}"] = (rows,)
-        if c.cell == "lstm-peephole":
-            shapes[f"rnn.peephole_l{layer}"] = (3 * c.hidden,)
+        if spec.extra:
+            name, per_unit = spec.extra
+            shapes[f"rnn.{name}_l{layer}"] = (per_unit * c.hidden,)
     shapes["decoder.weight"] = (c.vocab_size, c.decoder_inputs)
     shapes["decoder.bias"] = (c.vocab_size,)
     return shapes
@@ -208,130 +217,3 @@ def detach_hidden(hidden: Hidden | None) -> Hidden | None:
     if isinstance(hidden, tuple):
         return tuple(h.detach() for h in hidden)
     return hidden.detach()
-
-
-class SingleStep:
-    """One-token-at-a-time inference with the model's weights, frozen at creation.
-
-    The state is a list with one entry per layer: (h, c) for LSTM, h otherwise, each (B, H).
-    """
-
-    def __init__(self, model: RNNLanguageModel) -> None:
-        c = model.config
-        self.cell = c.cell
-        self.layers = c.layers
-        self.hidden_size = c.hidden
-        self.every_layer = c.decodes_every_layer and c.layers > 1  # one layer: nothing to join
-        rnn = model.rnn
-        with torch.no_grad():
-            self.input_table = None
-            self.w_ih: list[torch.Tensor] = []
-            self.w_hh: list[torch.Tensor] = []
-            self.b_ih: list[torch.Tensor] = []
-            self.b_hh: list[torch.Tensor] = []
-            self.peephole: list[torch.Tensor] = []
-            for layer in range(c.layers):
-                w_ih = getattr(rnn, f"weight_ih_l{layer}").detach()
-                b_ih = getattr(rnn, f"bias_ih_l{layer}").detach()
-                # minGRU has no recurrent matrix: zeros keep the code below uniform
-                w_hh = getattr(rnn, f"weight_hh_l{layer}", b_ih.new_zeros(1, c.hidden)).detach()
-                b_hh = getattr(rnn, f"bias_hh_l{layer}", torch.zeros_like(b_ih)).detach()
-                if c.cell == "lstm-peephole":  # as (4, H): i, f, a zero row for the candidate, o
-                    p_i, p_f, p_o = getattr(rnn, f"peephole_l{layer}").detach().chunk(3)
-                    self.peephole.append(torch.stack([p_i, p_f, torch.zeros_like(p_i), p_o]))
-                if layer == 0:
-                    table = F.linear(model.embedding.weight.detach(), w_ih, b_ih)
-                    if c.cell != "gru":  # GRU keeps b_hh apart: the reset gate scales it
-                        table = table + b_hh
-                    self.input_table = table.contiguous()
-                self.w_ih.append(w_ih.t().contiguous())
-                self.w_hh.append(w_hh.t().contiguous())
-                # Outside the GRU both biases are simply added, so they are folded into one.
-                self.b_ih.append(b_ih.clone() if c.cell == "gru" else b_ih + b_hh)
-                self.b_hh.append(b_hh.clone())
-            self.decoder_weight = model.decoder.weight.detach().t().contiguous()
-            self.decoder_bias = model.decoder.bias.detach().clone()
-
-    def zero_state(self, batch_size: int) -> list:
-        zeros = torch.zeros(batch_size, self.hidden_size, device=self.decoder_bias.device)
-        if self.cell in PAIRED:
-            return [(zeros.clone(), zeros.clone()) for _ in range(self.layers)]
-        return [zeros.clone() for _ in range(self.layers)]
-
-    def from_hidden(self, hidden: Hidden) -> list:
-        """The fused module's (L, B, H) state as a per-layer list."""
-        if self.cell in PAIRED:
-            h, c = hidden
-            return [(h[i].clone(), c[i].clone()) for i in range(self.layers)]
-        return [hidden[i].clone() for i in range(self.layers)]
-
-    @staticmethod
-    def clone(state: list) -> list:
-        return [tuple(t.clone() for t in s) if isinstance(s, tuple) else s.clone() for s in state]
-
-    def to_hidden(self, state: list) -> Hidden:
-        if self.cell in PAIRED:
-            return (torch.stack([h for h, _ in state]), torch.stack([c for _, c in state]))
-        return torch.stack(state)
-
-    @torch.inference_mode()
-    def __call__(self, ids: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
-        """ids (B,) -> logits (B, V) and the next state."""
-        new_state = []
-        outputs: list[torch.Tensor] = []
-        x = None
-        for layer in range(self.layers):
-            if layer == 0:
-                projected = self.input_table.index_select(0, ids)
-            else:
-                projected = torch.addmm(self.b_ih[layer], x, self.w_ih[layer])
-            if self.cell == "lstm":
-                h, c = state[layer]
-                gates = torch.addmm(projected, h, self.w_hh[layer])
-                size = self.hidden_size
-                # One sigmoid over all four gates is cheaper than three calls on slices.
-                sig = torch.sigmoid(gates)
-                candidate = torch.tanh(gates[:, 2 * size : 3 * size])
-                c = torch.addcmul(sig[:, size : 2 * size] * c, sig[:, :size], candidate)
-                x = sig[:, 3 * size :] * torch.tanh(c)
-                new_state.append((x, c))
-            elif self.cell == "lstm-peephole":
-                h, c = state[layer]
-                size = self.hidden_size
-                gates = torch.addmm(projected, h, self.w_hh[layer]).view(-1, 4, size)
-                # the peepholes (zero in the candidate's slot) in one op, then one sigmoid
-                gates = torch.addcmul(gates, self.peephole[layer], c.unsqueeze(1)).view(
-                    -1, 4 * size
-                )
-                sig = torch.sigmoid(gates)
-                c = torch.addcmul(sig[:, size : 2 * size] * c, sig[:, :size],
-                                  torch.tanh(gates[:, 2 * size : 3 * size]))  # fmt: skip
-                x = sig[:, 3 * size :] * torch.tanh(c)
-                new_state.append((x, c))
-            elif self.cell == "gru-simple":
-                h = state[layer]
-                gates = torch.addmm(projected, h, self.w_hh[layer])
-                u, candidate = gates.chunk(2, dim=1)
-                x = h + torch.sigmoid(u) * (torch.tanh(candidate) - h)
-                new_state.append(x)
-            elif self.cell == "mingru":
-                x = mingru_step(projected, state[layer])
-                new_state.append(x)
-            elif self.cell == "gru":
-                h = state[layer]
-                recurrent = torch.addmm(self.b_hh[layer], h, self.w_hh[layer])
-                ir, iz, inew = projected.chunk(3, dim=1)
-                hr, hz, hnew = recurrent.chunk(3, dim=1)
-                r = torch.sigmoid(ir + hr)
-                z = torch.sigmoid(iz + hz)
-                n = torch.tanh(inew + r * hnew)
-                x = n + z * (h - n)
-                new_state.append(x)
-            else:
-                h = state[layer]
-                pre = torch.addmm(projected, h, self.w_hh[layer])
-                x = torch.relu(pre) if self.cell == "rnn-relu" else torch.tanh(pre)
-                new_state.append(x)
-            outputs.append(x)
-        read = torch.cat(outputs, dim=1) if self.every_layer else x
-        return torch.addmm(self.decoder_bias, read, self.decoder_weight), new_state

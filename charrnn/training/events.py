@@ -34,6 +34,18 @@ class TrainEvent:
     text: str = ""
     improved: bool = False
 
+    @classmethod
+    def at(cls, kind: str, where, **values) -> TrainEvent:
+        """An event at `where` (a schedule.Progress)."""
+        return cls(
+            kind=kind,
+            step=where.step,
+            epoch=where.epoch,
+            tokens=where.tokens,
+            elapsed=where.elapsed,
+            **values,
+        )
+
 
 @dataclass
 class TrainResult:

@@ -74,13 +74,14 @@ class OptimizerStep:
         device: torch.device,
         precision: str,
         scaler: torch.amp.GradScaler | None,
-        clip: float,
-        sync_every: int,
+        config: TrainConfig,
     ) -> None:
         self.model, self.stepped, self.guard, self.group = model, stepped, guard, group
         self.device, self.precision, self.scaler = device, precision, scaler
-        self.clip_limit = clip if clip > 0 else float("inf")
-        self.sync_every = sync_every
+        self.clip_limit = config.clip if config.clip > 0 else float("inf")
+        # a CPU checks every step; a GPU runs ahead and is checked at log steps
+        cpu = device.type == "cpu"
+        self.sync_every = config.sync_every or (1 if cpu else config.log_every)
         self.pending: list[torch.Tensor] = []  # losses not yet looked at from the host
 
     def __call__(

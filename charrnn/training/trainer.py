@@ -1,12 +1,9 @@
 """The training loop: truncated BPTT with carried state, clipping, evaluation, events.
 
-`Trainer.run()` steps until the schedule says the run is finished (or `request_stop()` is called)
-and reports through a plain callback of `TrainEvent`s, so a terminal UI, a test or a notebook can
-watch it. The trainer owns the run's state; its parts are collaborators it hands what they need:
-the planner (plan/) sizes the run, `OptimizerStep` takes one step, `Validation` decides which
-checkpoint to trust, the `DivergenceGuard` brings a diverging run back, the `RunDir` keeps the
-files. A resumed run gets the same weights, optimizer, schedule, data position, hidden state and
-RNG, so on a CPU it ends exactly where an uninterrupted run would.
+`Trainer.run()` steps until the schedule says the run is finished (or `request_stop()`) and
+reports `TrainEvent`s through a plain callback. The trainer owns the run's state; its parts are
+collaborators it hands what they need: the planner (plan/), `OptimizerStep`, `Validation`, the
+`DivergenceGuard`, the `RunDir`. A resumed run ends exactly where an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -28,11 +25,11 @@ from .averaging import WeightAverage
 from .distributed import Group
 from .events import EventCallback, LogWindow, Reporter, RunClock, TrainEvent, TrainResult
 from .guard import DivergenceGuard
-from .plan import Budget, Replanner, SizePlan, describe_replan, plan_run, resolve_budget
+from .plan import Budget, Replanner, describe_replan, plan_run, resolve_budget
 from .rundir import RunDir
 from .schedule import Progress, Schedule
 from .step import OptimizerStep, make_optimizer, set_weight_decay
-from .validation import TrainerHooks, Validation
+from .validation import TrainerHooks, Validation, check_validation_split
 
 __all__ = ["EventCallback", "TrainEvent", "TrainResult", "Trainer", "TrainingError"]
 
@@ -54,11 +51,7 @@ class Trainer:
         resume_state: dict | None = None,
         group: Group | None = None,
     ) -> None:
-        if corpus.stats.val_tokens < 2:
-            raise TrainingError(
-                f"validation split has {corpus.stats.val_tokens} tokens: raise --val-fraction "
-                "or give more text"
-            )
+        check_validation_split(corpus.stats.val_tokens)
         self.corpus = corpus
         self.group = group = group or Group()
         train_config = resolve_budget(train_config).validate(resolved=False)
@@ -75,8 +68,7 @@ class Trainer:
         # without --threads, the thread count follows the machine's load (devices.py); ranks
         # sharing a CPU keep the count torchrun gave them
         start = self.size_plan.threads if self.size_plan else None
-        auto_threads = c.threads is None and not group.active
-        self.governor = ThreadGovernor(start=start) if auto_threads else None
+        self.governor = ThreadGovernor(start=start) if not (c.threads or group.active) else None
         torch.manual_seed(c.seed)
         self.model = RNNLanguageModel(model_config).to(self.device)
         stepped = group.wrap(self.model)  # the model DDP averages gradients of, or itself
@@ -88,28 +80,20 @@ class Trainer:
         self.guard = DivergenceGuard(model_config.vocab_size, c.max_bad_steps)
         self.precision = resolve_precision(c.precision, self.device, model_config.cell)
         self.scaler = loss_scaler(self.device, self.precision)
-        # a CPU checks every step; a GPU runs ahead and is checked at log steps
-        sync_every = c.sync_every or (1 if self.device.type == "cpu" else c.log_every)
         self.optimizer_step = OptimizerStep(
-            self.model, stepped, self.guard, group, self.device, self.precision, self.scaler,
-            c.clip, sync_every,
-        )  # fmt: skip
+            self.model, stepped, self.guard, group, self.device, self.precision, self.scaler, c
+        )
         hooks = TrainerHooks(
             lambda: self.progress, self.emit, self.save, self.recover, self.remember, self.bpc
         )
-        self.validation = Validation(
-            corpus.val_ids, c.batch_size, c.eval_tokens, self.budget.open_ended, self.device,
-            group, self.guard, hooks,
-        )  # fmt: skip
+        self.validation = Validation(corpus.val_ids, c, self.device, group, self.guard, hooks)
         self.average = WeightAverage()  # the weights' moving average over a planned run's end
         self.step = self.tokens = 0
         self.hidden: Hidden | None = None
         # measuring candidate sizes is part of the budget
         self.clock = RunClock(self.size_plan.measuring_seconds if self.size_plan else 0.0)
         self.clock.distributed = group.active
-        corpus_tokens = corpus.stats.train_tokens
-        stated = self.budget.stated_tokens(corpus_tokens, c.batch_size, c.bptt, group.world)
-        self.replanner = Replanner(self.budget, corpus_tokens, stated)
+        self.replanner = Replanner(c, corpus.stats.train_tokens, group.world)
         self.stop_requested = self.stop_agreed = False
         self.warnings: list[str] = []  # said once the run starts
         self.sources = corpus.origins or list(corpus.stats.sources)
@@ -128,11 +112,6 @@ class Trainer:
         return Progress(self.step, self.tokens, self.elapsed, epoch)
 
     @property
-    def replan(self) -> SizePlan | None:
-        """The plan made again from the speed training delivers, once made."""
-        return self.replanner.replan
-
-    @property
     def parts(self) -> saved.Parts:
         return saved.Parts(
             self.model, self.optimizer, self.schedule, self.guard, self.batcher, self.scaler,
@@ -148,10 +127,6 @@ class Trainer:
         scale = self.validation.plateau_scale * self.guard.scale
         return self.schedule.lr(self.progress, scale)
 
-    def evaluate(self, limit: int | None = None):
-        """Validation loss of the current weights: the whole split, or `limit` tokens of it."""
-        return self.validation.evaluate(self.model, limit)
-
     # -- what the parts call back ----------------------------------------------------------
     def request_stop(self) -> None:
         """Finish the current step, save latest.pt and return (what Ctrl-C does)."""
@@ -159,17 +134,10 @@ class Trainer:
 
     def emit(self, kind: str, **values: Any) -> None:
         """Report a `TrainEvent`; logs, evaluations and the final figures are also recorded."""
-        progress = self.progress
-        event = TrainEvent(
-            kind=kind,
-            step=progress.step,
-            epoch=progress.epoch,
-            tokens=progress.tokens,
-            elapsed=progress.elapsed,
-            lr=self.learning_rate(),
-            best_val_loss=self.validation.best_val_loss,
-            progress=self.schedule.fraction_done(progress),
-            **values,
+        progress, best = self.progress, self.validation.best_val_loss
+        done = self.schedule.fraction_done(progress)
+        event = TrainEvent.at(
+            kind, progress, lr=self.learning_rate(), best_val_loss=best, progress=done, **values
         )
         self.reporter.report(event, self.run_dir.append_metrics if self.run_dir else None)
 
@@ -246,21 +214,21 @@ class Trainer:
         )
         for message in self.warnings:
             self.emit("warning", message=message)
-        window = LogWindow(self.config.batch_size * self.config.bptt * self.group.world)
+        c = self.config
+        window = LogWindow(c.batch_size * c.bptt * self.group.world)
         while (stop_reason := self._stop_reason()) is None:
             step_started = time.perf_counter()
             loss, norm = self.train_step()
-            if self.governor is not None:  # per step, so a slow probe is over after one
-                tokens = self.config.batch_size * self.config.bptt
-                change = self.governor.observe(tokens, time.perf_counter() - step_started)
-                if change:
-                    self.emit("warning", message=change)
+            seconds, tokens = time.perf_counter() - step_started, c.batch_size * c.bptt
+            # per step, so a slow probe is over after one
+            if self.governor and (change := self.governor.observe(tokens, seconds)):
+                self.emit("warning", message=change)
             self.replanner.settle(self.tokens, self.clock.running, self.validation.eval_seconds)
             if loss is not None and not self.guard.healthy(loss):
                 continue
             if loss is not None:  # the mean loss of every step since the last sync
                 window.add(loss, self.last_synced_steps)
-                if self.step % self.config.log_every == 0 and window.steps:
+                if self.step % c.log_every == 0 and window.steps:
                     self.emit("log", grad_norm=norm, **window.take())
             v = self.validation
             if self.schedule.eval_due(
@@ -269,8 +237,7 @@ class Trainer:
                 v.run(self.model, self.run_dir)
                 self._replan()
                 window.restart()  # tokens/s measures training, not evaluation
-            every = self.config.sample_every
-            if self.sampler and every and self.step % every == 0:
+            if self.sampler and c.sample_every and self.step % c.sample_every == 0:
                 text = self.sampler(self.model, self.step)
                 if self.run_dir is not None:
                     self.run_dir.append_sample(self.step, text)
@@ -282,20 +249,11 @@ class Trainer:
             self.validation.at_the_end(self.model, self.average, self.run_dir)
         self.clock.stop()
         self.emit("end", message=stop_reason)
-        v = self.validation
-        best = v.best_full_val_loss if v.best_full_val_loss is not None else v.best_val_loss
+        best, run_path = self.validation.best_loss, self.run_dir.path if self.run_dir else None
         return TrainResult(
-            run_dir=self.run_dir.path if self.run_dir is not None else None,
-            steps=self.step,
-            tokens=self.tokens,
-            elapsed=self.elapsed,
-            best_val_loss=best,
-            best_val_bpc=self.bpc(best),
-            last_val_loss=v.last_val_loss,
-            stop_reason=stop_reason,
-            interrupted=interrupted,
-            history=self.reporter.history,
-        )
+            run_path, self.step, self.tokens, self.elapsed, best, self.bpc(best),
+            self.validation.last_val_loss, stop_reason, interrupted, self.reporter.history,
+        )  # fmt: skip
 
     def _replan(self) -> None:
         """Apply a re-plan of dropout and weight decay, when one is due (plan/replan.py)."""
@@ -331,7 +289,7 @@ class Trainer:
 
     def write_config(self) -> None:
         """config.json: the settings the run trains with, its plan and any re-plan."""
+        plans = (self.size_plan, self.replanner.replan)
         saved.write_run_config(
-            self.run_dir, self.model, self.data_config, self.config, self.size_plan, self.replan,
-            self.resumed,
-        )  # fmt: skip
+            self.run_dir, self.model, self.data_config, self.config, *plans, self.resumed
+        )

@@ -21,11 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import TrainConfig
+from ..errors import TrainingError
 from ..model.language_model import RNNLanguageModel
 from .averaging import WeightAverage
 from .distributed import Group
 from .evaluation import Evaluation, eval_streams, evaluate
 from .guard import DivergenceGuard
+from .plan import Budget
 from .rundir import RunDir
 from .schedule import Progress
 
@@ -50,24 +53,26 @@ class TrainerHooks:
     bpc: Callable[[float | None], float | None]  # nats per token -> bits per character
 
 
+def check_validation_split(tokens: int) -> None:
+    if tokens < 2:
+        raise TrainingError(
+            f"validation split has {tokens} tokens: raise --val-fraction or give more text"
+        )
+
+
 class Validation:
     def __init__(
         self,
         val_ids: np.ndarray,
-        batch_size: int,
-        eval_tokens: int | None,
-        open_ended: bool,
+        config: TrainConfig,
         device: torch.device,
         group: Group,
         guard: DivergenceGuard,
         hooks: TrainerHooks,
     ) -> None:
-        self.val_ids, self.streams, self.eval_tokens = (
-            val_ids,
-            eval_streams(batch_size),
-            eval_tokens,
-        )
-        self.open_ended, self.device, self.group, self.guard = open_ended, device, group, guard
+        self.val_ids, self.streams = val_ids, eval_streams(config.batch_size)
+        self.eval_tokens, self.open_ended = config.eval_tokens, Budget.of(config).open_ended
+        self.device, self.group, self.guard = device, group, guard
         self.hooks = hooks
         self.best_val_loss: float | None = None
         self.best_step = 0
@@ -82,6 +87,13 @@ class Validation:
         self.best_weights: dict | None = (
             None  # best.pt's weights, while only the subsample ranked it
         )
+
+    @property
+    def best_loss(self) -> float | None:
+        """The run's best validation loss: on the whole split once it was scored there."""
+        if self.best_full_val_loss is not None:
+            return self.best_full_val_loss
+        return self.best_val_loss
 
     def evaluate(self, model: RNNLanguageModel, limit: int | None = None) -> Evaluation:
         """Validation loss of `model`'s weights: the whole split, or `limit` tokens of it."""

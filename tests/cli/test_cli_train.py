@@ -103,7 +103,8 @@ def test_train_needs_a_corpus_and_resume_needs_a_run(isolated):
 
 
 def test_defaults_fill_only_the_sizes_left_open():
-    from charrnn.config import DEFAULT_MODEL_SIZES, ModelConfig, with_default_sizes
+    from charrnn.config import ModelConfig
+    from charrnn.model.language_model import DEFAULT_MODEL_SIZES, with_default_sizes
 
     default = with_default_sizes(ModelConfig())
     assert (default.hidden, default.layers) == (

@@ -12,9 +12,11 @@ from charrnn.config import CELLS, ModelConfig, TrainConfig
 from charrnn.data.cache import prepare
 from charrnn.errors import ConfigError
 from charrnn.model import checkpoint
-from charrnn.model.cells import CustomRNN
+from charrnn.model.cells import cell as registered_cell
+from charrnn.model.cells.custom import CustomRNN
 from charrnn.model.devices import cpu_multiplies_bf16, resolve_precision
 from charrnn.model.language_model import IDENTITY_GAIN, RNNLanguageModel
+from charrnn.model.single_step import SingleStep
 from charrnn.training.rundir import RunDir, holds_run
 from charrnn.training.trainer import Trainer
 
@@ -60,7 +62,7 @@ def by_formula(cell, params, xs):
 @pytest.mark.parametrize("cell", NEW_CELLS)
 def test_each_cell_follows_its_formulas(cell):
     torch.manual_seed(1)
-    module = CustomRNN(cell, 3, 2, 1, 0.0).double()
+    module = CustomRNN(registered_cell(cell), 3, 2, 1, 0.0).double()
     xs = np.random.default_rng(0).normal(size=(5, 3))
     output, _ = module(torch.from_numpy(xs).unsqueeze(0))
     params = {k: v.detach().numpy() for k, v in module.named_parameters()}
@@ -78,7 +80,7 @@ def test_stacked_chunks_with_carried_state_equal_step_by_step(cell):
     first, state = model(ids[:, :10])
     second, _ = model(ids[:, 10:], state)
     assert (torch.cat([first, second], 1) - whole).abs().max() < 1e-5
-    stepper, logits_by_step = model.stepper(), []
+    stepper, logits_by_step = SingleStep(model), []
     step_state = stepper.zero_state(4)
     for t in range(24):
         logits, step_state = stepper(ids[:, t], step_state)
@@ -153,7 +155,7 @@ def test_new_cells_train_generate_score_and_chat(tiny_corpus, tmp_path, cell):
 
 
 def test_mingru_scans_agree_and_the_hand_written_backward_is_right():
-    from charrnn.model.cells import LerpScan, parallel_scan, positive
+    from charrnn.model.cells.mingru import LerpScan, parallel_scan, positive
 
     torch.manual_seed(3)
     k, v = torch.randn(2, 9, 4, dtype=torch.double), torch.randn(2, 9, 4, dtype=torch.double)
@@ -167,7 +169,7 @@ def test_mingru_scans_agree_and_the_hand_written_backward_is_right():
 
 
 def test_the_peephole_layer_backward_by_hand_is_right():
-    from charrnn.model.cells import PeepholeScan
+    from charrnn.model.cells.peephole import PeepholeScan
 
     torch.manual_seed(4)
     shapes = [(2, 5, 12), (12, 3), (12,), (9,), (2, 3), (2, 3)]

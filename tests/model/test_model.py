@@ -5,6 +5,7 @@ from charrnn.config import ModelConfig
 from charrnn.errors import ConfigError
 from charrnn.model.cells import locked_dropout
 from charrnn.model.language_model import RNNLanguageModel
+from charrnn.model.single_step import SingleStep
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
@@ -20,7 +21,7 @@ def test_single_step_path_equals_fused_module(cell, layers, skip):
     ids = torch.randint(0, 23, (3, 9))
     with torch.no_grad():
         expected, hidden = model(ids)
-    stepper = model.stepper()
+    stepper = SingleStep(model)
     state = stepper.zero_state(3)
     outputs = []
     for t in range(ids.size(1)):

@@ -283,7 +283,7 @@ def test_a_timed_run_corrects_a_plan_whose_timing_was_far_off(tmp_path):
         for group in trainer.optimizer.param_groups:
             group["weight_decay"] = 0.0
         trainer.run()
-    again = trainer.replan
+    again = trainer.replanner.replan
     assert again is not None and again.epochs > 10 and again.tokens_per_second > 0
     assert again.dropout == dropout_for(again.epochs) > 0 and again.weight_decay == 0.1
     replan = next(e for e in events if e.kind == "replan")
@@ -314,9 +314,9 @@ def test_explicit_dropout_is_kept_when_the_run_plans_again(tmp_path):
         TrainConfig(max_time=2.0, threads=1),
     )
     trainer.run()
-    assert trainer.replan is not None and trainer.replan.chosen == ("weight_decay",)
-    assert trainer.replan.dropout == trainer.model.config.dropout == 0.05
-    assert trainer.replan.weight_decay == weight_decay_for(trainer.replan.epochs)
+    assert trainer.replanner.replan is not None and trainer.replanner.replan.chosen == ("weight_decay",)
+    assert trainer.replanner.replan.dropout == trainer.model.config.dropout == 0.05
+    assert trainer.replanner.replan.weight_decay == weight_decay_for(trainer.replanner.replan.epochs)
 
 
 def test_out_of_measuring_time_the_next_shapes_are_estimated_not_dropped():

@@ -62,7 +62,7 @@ def test_carried_state_beats_reset_on_long_range_repeats(tmp_path):
         ),
     )
     trainer.run()
-    carried = trainer.evaluate().loss
+    carried = trainer.validation.evaluate(trainer.model).loss
     from charrnn.data.batching import eval_batches
 
     total = count = 0

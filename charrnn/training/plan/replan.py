@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ...config import TrainConfig
 from .budget import Budget
 from .rule import EVAL_SHARE, SizePlan, replanned, tokens_on_course
 
@@ -79,9 +80,10 @@ def describe_replan(plan: SizePlan, new: SizePlan, speed: float) -> str:
 class Replanner:
     """The re-plan of one run: where its speed is measured from, and the plan once made."""
 
-    def __init__(self, budget: Budget, corpus_tokens: int, stated: float | None) -> None:
-        self.budget = budget
-        self.corpus_tokens, self.stated = corpus_tokens, stated
+    def __init__(self, config: TrainConfig, corpus_tokens: int, processes: int = 1) -> None:
+        self.budget = budget = Budget.of(config)
+        self.corpus_tokens = corpus_tokens
+        self.stated = budget.stated_tokens(corpus_tokens, config.batch_size, config.bptt, processes)
         self.replan: SizePlan | None = None
         self.mark = SpeedMark()
         self.settled = False  # whether the mark has moved past the session's start-up
