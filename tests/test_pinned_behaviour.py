@@ -24,7 +24,10 @@ from .conftest import TINY_TEXT
 PINNED = Path(__file__).with_name("pinned_behaviour.json")
 WRITE = os.environ.get("CHARRNN_PIN") == "write"
 
-CHINESE = "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。\n床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n" * 30
+CHINESE = (
+    "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。\n床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n"
+    * 30
+)
 
 RUNS = {
     "lstm-char": ("english", dict(cell="lstm", hidden=16, embed=8, layers=2), dict(level="char")),
@@ -57,8 +60,16 @@ def observe(tmp_path: Path, name: str) -> dict:
         data_config=charrnn.DataConfig(**data),
         model_config=charrnn.ModelConfig(dropout=0.1, **model),
         train_config=charrnn.TrainConfig(
-            max_steps=40, batch_size=4, bptt=8, lr=1e-2, warmup=5, eval_every=20,
-            log_every=10, max_time=None, threads=1, seed=11,
+            max_steps=40,
+            batch_size=4,
+            bptt=8,
+            lr=1e-2,
+            warmup=5,
+            eval_every=20,
+            log_every=10,
+            max_time=None,
+            threads=1,
+            seed=11,
             precision="auto" if name.endswith("auto-precision") else "fp32",
         ),
     )

@@ -208,7 +208,7 @@ class Decoding:
     rows: list[Row]
 
 
-def _gather(state: list, sources: list[int]) -> list:
+def _select_rows(state: list, sources: list[int]) -> list:
     first = state[0][0] if isinstance(state[0], tuple) else state[0]
     index = torch.tensor(sources, dtype=torch.long, device=first.device)
     return [
@@ -241,7 +241,7 @@ def decode(
         scores[:, never], log_probs[:, never] = -np.inf, -np.inf
         sources, tokens, rows = strategy.choose(decoding.rows, scores, log_probs)
         if sources != list(range(len(decoding.rows))):
-            decoding.state = _gather(decoding.state, sources)
+            decoding.state = _select_rows(decoding.state, sources)
         pieces = []
         for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             if token is None:

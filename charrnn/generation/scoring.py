@@ -16,10 +16,8 @@ import torch
 from ..checks import check_text
 from ..data.tokenizers import EOS_ID, SENTINEL, UNK_ID, WORD_PATTERN, Tokenizer
 from ..errors import ConfigError
-from ..model.language_model import RNNLanguageModel, sequence_loss
+from ..model.language_model import LN2, RNNLanguageModel, sequence_loss
 from .feed import FEED_TOKENS, Feed, read_text
-
-LN2 = math.log(2.0)
 
 
 @dataclass

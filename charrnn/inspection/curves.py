@@ -1,22 +1,21 @@
 """Loss curves of runs: train and validation bits per character against tokens and time.
 
-`run_curves(run)` reads a run directory's metrics (through RunDir) into plain lists; `plot_runs`
+`run_curves(run)` reads a run directory's metrics (through RunDir) into plain lists; `draw_curves`
 draws several runs on one chart with matplotlib (an optional extra: `pip install 'charrnn[plot]'`)
 and writes PNG or SVG. The terminal chart is drawn by the console from the same curves.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..model.language_model import LN2
 from ..training.rundir import RunDir
 
 AXES = ("tokens", "time")
-LN2 = math.log(2.0)
 
 
 @dataclass
@@ -51,7 +50,7 @@ def run_curves(path: str | os.PathLike) -> Curves:
     return curves
 
 
-def plot_runs(
+def draw_curves(
     runs: list[Curves], output: str | os.PathLike, x: str = "tokens", size: tuple = (8, 5)
 ) -> Path:
     """One chart of every run (train dashed, validation solid, best point marked) as PNG/SVG;

@@ -12,10 +12,9 @@ import dataclasses
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..model.language_model import RNNLanguageModel
+from ..model.language_model import RNNLanguageModel, sequence_loss
 
 
 def gradient_norms(model: RNNLanguageModel, ids: torch.Tensor) -> np.ndarray:
@@ -30,7 +29,7 @@ def gradient_norms(model: RNNLanguageModel, ids: torch.Tensor) -> np.ndarray:
         h = hidden[0] if isinstance(hidden, tuple) else hidden
         h.retain_grad()
         states.append(h)
-    loss = F.cross_entropy(model.logits_after(states[-1]), target)
+    loss = sequence_loss(model.logits_after(states[-1]), target)
     loss.backward()
     norms = [float(h.grad.norm()) if h.grad is not None else 0.0 for h in reversed(states)]
     model.zero_grad(set_to_none=True)

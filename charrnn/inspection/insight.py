@@ -14,8 +14,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from ..generation.activations import Activations
 from ..generation.sampling import LanguageModel, load
-from .curves import Curves, new_figure, run_curves, save_figure
-from .curves import plot_runs as draw_runs
+from .curves import Curves, draw_curves, new_figure, run_curves, save_figure
 from .gradients import fresh_model, gradient_norms
 from .neurons import rank_units, text_features
 
@@ -26,7 +25,7 @@ def plot_runs(
     """The loss curves of runs; with `output`, also drawn into a PNG or SVG."""
     curves = [run_curves(run) for run in runs]
     if output is not None:
-        draw_runs(curves, output, x)
+        draw_curves(curves, output, x)
     return curves
 
 

@@ -14,6 +14,7 @@ layer's input projection folded into a (V, gates*H) lookup table. Tests check bo
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -198,6 +199,9 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     shapes["decoder.weight"] = (c.vocab_size, c.decoder_inputs)
     shapes["decoder.bias"] = (c.vocab_size,)
     return shapes
+
+
+LN2 = math.log(2.0)  # nats per bit
 
 
 def sequence_loss(

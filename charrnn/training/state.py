@@ -8,7 +8,6 @@ tokens come from, the optimizer grouping of older runs, and the run's settings i
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 from ..config import DataConfig, TrainConfig, saved_train_config, to_dict
 from ..data.batching import StreamBatcher
 from ..data.cache import PreparedCorpus
-from ..model.language_model import Hidden, RNNLanguageModel
+from ..model.language_model import LN2, Hidden, RNNLanguageModel
 from .averaging import WeightAverage
 from .distributed import Group
 from .guard import DivergenceGuard
@@ -26,8 +25,6 @@ from .rundir import RunDir
 from .schedule import Progress, Schedule
 from .step import make_optimizer
 from .validation import Validation
-
-LN2 = math.log(2.0)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from .validation import TrainerHooks, Validation, check_validation_split
 
 __all__ = ["EventCallback", "TrainEvent", "TrainResult", "Trainer", "TrainingError"]
 
-Sampler = Callable[[RNNLanguageModel, int], str]  # (model, step) -> sample text
+SampleWriter = Callable[[RNNLanguageModel, int], str]  # (model, step) -> sample text
 
 
 class Trainer:
@@ -47,7 +47,7 @@ class Trainer:
         run: RunDir | None = None,
         data_config: DataConfig | None = None,
         on_event: EventCallback | None = None,
-        sampler: Sampler | None = None,
+        sampler: SampleWriter | None = None,
         resume_state: dict | None = None,
         group: Group | None = None,
     ) -> None:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -11,7 +12,6 @@ from charrnn.data.tokenizers import (
     CharTokenizer,
     Tokenizer,
     TokenizerError,
-    WordTokenizer,
 )
 
 text_strategy = st.text(
@@ -122,8 +122,17 @@ def test_sentencepiece_eos_line_mode():
 
 
 def test_char_tokenizer_is_vectorised_on_large_text():
-    text = "abc\n" * 250_000
+    # a megabyte in one call, beyond the lookup table's range too (an emoji, a CJK character)
+    unit = "abc\n😀中"
+    text = unit * 200_000
     tokenizer = CharTokenizer("line").fit([text], DataConfig())
     ids = tokenizer.encode(text)
-    assert len(ids) == len(text)
-    assert isinstance(WordTokenizer("line"), Tokenizer)
+    one = (
+        [tokenizer.encode(ch)[0] for ch in "abc"]
+        + [EOS_ID]
+        + [tokenizer.encode(ch)[0] for ch in "😀中"]
+    )
+    assert len(set(one)) == len(one) and UNK_ID not in one
+    assert np.array_equal(ids, np.tile(one, 200_000))
+    assert tokenizer.decode(ids[: 2 * len(one)]) == unit * 2
+    assert tokenizer.encode("x😀")[0] == UNK_ID  # unseen text is <unk>, not a wrong id

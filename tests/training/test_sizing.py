@@ -314,9 +314,13 @@ def test_explicit_dropout_is_kept_when_the_run_plans_again(tmp_path):
         TrainConfig(max_time=2.0, threads=1),
     )
     trainer.run()
-    assert trainer.replanner.replan is not None and trainer.replanner.replan.chosen == ("weight_decay",)
+    assert trainer.replanner.replan is not None and trainer.replanner.replan.chosen == (
+        "weight_decay",
+    )
     assert trainer.replanner.replan.dropout == trainer.model.config.dropout == 0.05
-    assert trainer.replanner.replan.weight_decay == weight_decay_for(trainer.replanner.replan.epochs)
+    assert trainer.replanner.replan.weight_decay == weight_decay_for(
+        trainer.replanner.replan.epochs
+    )
 
 
 def test_out_of_measuring_time_the_next_shapes_are_estimated_not_dropped():
@@ -417,7 +421,9 @@ def test_a_thread_governor_started_on_a_measured_count_keeps_it_until_it_probes(
 def test_a_step_and_an_epoch_budget_state_the_tokens_of_whichever_ends_first():
     steps, epochs = TrainConfig(max_steps=100), TrainConfig(epochs=2.0)
     assert Budget.of(steps).stated_tokens(10_000, 16, 64) == 102_400
-    assert Budget.of(steps).stated_tokens(10_000, 16, 64, processes=2) == 204_800  # two batches a step
+    assert (
+        Budget.of(steps).stated_tokens(10_000, 16, 64, processes=2) == 204_800
+    )  # two batches a step
     assert Budget.of(epochs).stated_tokens(10_000, 16, 64) == 20_000
     assert Budget.of(TrainConfig(max_steps=100, epochs=2.0)).stated_tokens(10_000, 16, 64) == 20_000
     assert Budget.of(TrainConfig(max_time=60.0)).stated_tokens(10_000, 16, 64) is None

@@ -19,7 +19,7 @@ from charrnn.training.rundir import RunDir
 from charrnn.training.step import make_optimizer
 from charrnn.training.trainer import Trainer, TrainingError
 
-from ..conftest import TINY_CLI, TINY_MODEL, TINY_TRAIN, skip_unless_cpu_runs_bf16_lstm
+from ..conftest import TINY_CLI, TINY_MODEL, TINY_TEXT, TINY_TRAIN, skip_unless_cpu_runs_bf16_lstm
 
 
 def tiny_train(corpus, run_dir, steps=60, model=None, **train):
@@ -175,7 +175,8 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_prints_resume(tiny_corpus, tmp_p
     state = checkpoint.load(run_dir / "latest.pt")
     assert state["trainer"]["step"] > 0
     model = charrnn.load(run_dir / "latest.pt")
-    assert isinstance(model.generate("the", length=5, seed=0), str)
+    text = model.generate("the", length=5, seed=0)
+    assert text.startswith("the") and len(text) > 3 and set(text) <= set(TINY_TEXT)
 
 
 def poison(trainer, steps):
@@ -238,14 +239,15 @@ def test_a_finite_blow_up_is_caught_and_never_saved_as_best(tiny_corpus, tmp_pat
         ["train", str(tiny_corpus), "--out", str(run_dir), *TINY_CLI]
         + "--lr 1e3 --max-steps 60 --eval-every 10".split(),
     )
-    assert "Traceback" not in result.output
-    if result.exit_code != 0:
-        assert result.exit_code == 2 and "keeps diverging" in result.output
-        assert result.output.strip().count("\n") == 0 or "Error:" in result.output
-    if result.exit_code == 0 or (run_dir / "best.pt").exists():
-        # recovered, or saved before it diverged: whatever it saved is a sane model
-        state = checkpoint.load(run_dir / "best.pt")
-        assert state["metrics"]["best_val_loss"] < 2 * math.log(state["model_config"]["vocab_size"])
+    # one thread and a fixed seed: the same blow-ups every time, each caught and undone (the
+    # learning rate halves at every restore until the run trains), and the run ends normally
+    assert result.exit_code == 0, result.output
+    assert result.output.count("restored the last good weights") >= 3
+    assert "reached --max-steps 60" in result.output
+    state = checkpoint.load(run_dir / "best.pt")
+    assert state["trainer"]["step"] <= 60
+    # whatever became best.pt is a sane model: far below the blown-up losses, below uniform
+    assert state["metrics"]["best_val_loss"] < math.log(state["model_config"]["vocab_size"])
 
 
 def test_a_run_saved_with_the_older_per_tensor_adam_resumes(tiny_corpus, tmp_path):
@@ -535,4 +537,9 @@ def test_mixed_precision_trains_and_saves_fp32_weights(tiny_corpus, tmp_path, pr
     state = checkpoint.load(tmp_path / precision / "latest.pt")
     assert all(t.dtype == torch.float32 for t in state["model"].values() if t.is_floating_point())
     assert (state["scaler"] is not None) == (precision == "fp16")
-    assert isinstance(charrnn.load(tmp_path / precision / "best.pt").generate("the", 10), str)
+    model = charrnn.load(tmp_path / precision / "best.pt")
+    text = model.generate("the", 10, seed=1)
+    assert text.startswith("the") and len(text) > 3 and set(text) <= set(TINY_TEXT)
+    assert model.score("the cat sat on the mat.\n").nats_per_token < math.log(
+        model.tokenizer.vocab_size
+    )
