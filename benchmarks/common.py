@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -74,9 +75,34 @@ def shakespeare() -> Path:
     return path
 
 
+TOPICS = (  # results/<topic>/<name>.json, by the name's start
+    ("quality", "quality"),
+    ("cells", "cells"),
+    ("identity", "cells"),
+    ("verse", "verse"),
+    ("calib", "sizing"),
+    ("sizing", "sizing"),
+    ("r", "sizing"),  # the sizing rule's fitting runs, named by round (r7_2m...)
+    ("prepare", "scale"),
+    ("distributed", "scale"),
+    ("generate", "sampling"),
+    ("device", "sampling"),
+    ("load", "busy-machine"),
+    ("throughput", "throughput"),
+)
+
+
+def result_path(name: str) -> Path:
+    """Where a result named `name` is kept: its topic's folder (TOPICS), else results/other."""
+    topic = next(
+        (folder for start, folder in TOPICS if re.match(rf"{start}(\d|_|$)", name)), "other"
+    )
+    return RESULTS / topic / f"{name}.json"
+
+
 def write_result(name: str, data: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = result_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "benchmark": name,
         "machine": machine(),

@@ -168,7 +168,7 @@ class Beam:
         return sources, [token for _, _, token in chosen], new_rows
 
 
-def _advance(row: Row, token: int, log_prob: float, stops: Stops) -> str:
+def advance_row(row: Row, token: int, log_prob: float, stops: Stops) -> str:
     """Append one token to a row and apply the stop rules; returns the text it adds."""
     row.tokens += 1
     row.logprob += log_prob
@@ -208,7 +208,7 @@ class Decoding:
     rows: list[Row]
 
 
-def _select_rows(state: list, sources: list[int]) -> list:
+def select_rows(state: list, sources: list[int]) -> list:
     first = state[0][0] if isinstance(state[0], tuple) else state[0]
     index = torch.tensor(sources, dtype=torch.long, device=first.device)
     return [
@@ -241,12 +241,12 @@ def decode(
         scores[:, never], log_probs[:, never] = -np.inf, -np.inf
         sources, tokens, rows = strategy.choose(decoding.rows, scores, log_probs)
         if sources != list(range(len(decoding.rows))):
-            decoding.state = _select_rows(decoding.state, sources)
+            decoding.state = select_rows(decoding.state, sources)
         pieces = []
         for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             if token is None:
                 continue
-            piece = _advance(row, token, float(log_probs[sources[index], token]), stops)
+            piece = advance_row(row, token, float(log_probs[sources[index], token]), stops)
             if piece and strategy.streams:
                 pieces.append((index, piece))
         decoding.rows = rows

@@ -69,7 +69,7 @@ def test_each_cell_follows_its_formulas(cell):
     np.testing.assert_allclose(output[0].detach().numpy(), by_formula(cell, params, xs), atol=1e-12)
 
 
-@pytest.mark.parametrize("cell", NEW_CELLS)
+@pytest.mark.parametrize("cell", list(CELLS))  # every registered cell, a new one included
 def test_stacked_chunks_with_carried_state_equal_step_by_step(cell):
     torch.manual_seed(2)
     model = RNNLanguageModel(
@@ -88,7 +88,7 @@ def test_stacked_chunks_with_carried_state_equal_step_by_step(cell):
     assert (torch.stack(logits_by_step, 1) - whole).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu", *NEW_CELLS])
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_parameter_count_is_computed_right(cell):
     config = ModelConfig(vocab_size=13, cell=cell, layers=2, hidden=6, embed=5, dropout=0.0)
     assert config.parameters() == RNNLanguageModel(config).num_parameters
