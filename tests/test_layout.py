@@ -13,9 +13,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
 FOUNDATION = ("errors", "checks", "cell_registry", "config")
 STAGES = ("data", "model", "training", "generation", "inspection", "api")
-ADAPTERS = ("console", "cli", "__main__")
+ADAPTERS = ("console", "cli", "serve", "__main__")
 # what an adapter may import: the door, the plain settings and errors, the renderers
-ADAPTER_MAY_IMPORT = {"charrnn", "api", "config", "errors", "checks", "console", "cli"}
+ADAPTER_MAY_IMPORT = {"charrnn", "api", "config", "errors", "checks", "console", "cli", "serve"}
 MAX_LINES = 300
 STDLIB_PRIVATE_NAMES = {"_exit"}  # os._exit: the standard library's documented name
 

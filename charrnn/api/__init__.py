@@ -25,6 +25,7 @@ from ..data.subword import SubwordTokenizer
 from ..data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
 from ..errors import ConfigError
 from ..generation.chat import ChatSession
+from ..generation.pool import Piece, StreamPool
 from ..generation.request import GenerationRequest
 from ..generation.sampling import LanguageModel, Sample, Score, TokenSurprisal, load
 from ..inspection.curves import run_curves
@@ -42,7 +43,7 @@ from ..model.checkpoint import CheckpointError
 from ..model.language_model import RNNLanguageModel
 from ..training.distributed import launch
 from ..training.events import TrainEvent, TrainResult
-from ..training.rundir import resolve_checkpoint
+from ..training.rundir import RunDir, resolve_checkpoint
 from ..training.trainer import Trainer
 from .runs import (
     FINAL_SAMPLE_LENGTH,
@@ -59,6 +60,10 @@ __all__ = [
     "CharTokenizer",
     "ChatSession",
     "GenerationRequest",
+    "Piece",
+    "StreamPool",
+    "resolve_checkpoint",
+    "run_metrics",
     "CheckpointError",
     "CheckpointInfo",
     "CorpusError",
@@ -197,6 +202,12 @@ def fetch_corpus(
 ) -> Path:
     """Download corpus NAME (or install it from a local copy), checking size and sha256."""
     return catalog.fetch(name, source_file=source_file, url=url, progress=progress)
+
+
+def run_metrics(run_dir: str | os.PathLike, after: int = 0) -> list[dict[str, Any]]:
+    """A training run's records (logs, evaluations...) from the `after`-th on, as they are
+    written: a run in progress can be watched."""
+    return RunDir(run_dir).read_metrics()[after:]
 
 
 def corpora_folder() -> Path:

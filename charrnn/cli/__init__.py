@@ -6,7 +6,7 @@ One module per group of commands; each imports only api, config, console and err
 import os
 import sys
 
-from . import chat, data, generate, inside, train  # noqa: F401  (each registers its commands)
+from . import chat, data, generate, inside, serve, train  # noqa: F401  (each registers its commands)
 from .base import cli
 
 

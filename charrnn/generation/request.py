@@ -43,6 +43,7 @@ class GenerationRequest:
     # when a sample stops, besides its length
     until_eos: bool = False
     lines: int | None = None
+    line_end: bool = False  # at the first line end, whatever it holds (a chat reply)
     # constraints on every token
     acrostic: str | None = None
     form: str | None = None
@@ -60,7 +61,8 @@ class GenerationRequest:
     def open_ended(self) -> bool:
         """Whether the sample ends on its own (an <eos>, a line count, the last head or verse)
         rather than at a length."""
-        return self.until_eos or self.lines is not None or bool(self.acrostic) or bool(self.form)
+        ends = (self.until_eos, self.lines is not None, self.acrostic, self.form, self.line_end)
+        return any(bool(end) for end in ends)
 
     def validate(self) -> GenerationRequest:
         check_text("--prime", self.prime)
@@ -102,7 +104,7 @@ class GenerationRequest:
             length = OPEN_LENGTH_CAP if verse is not None else DEFAULT_LENGTH
         if length is None:
             length = OPEN_LENGTH_CAP if self.open_ended else DEFAULT_LENGTH
-        return Stops(length=length, until_eos=self.until_eos, lines=self.lines)
+        return Stops(length, self.until_eos, self.lines, self.line_end)
 
     def rows(self, tokenizer: Tokenizer, verse: Form | None = None) -> list[Row]:
         """One row per sample (a beam starts from one); row i draws with seed + i (a random

@@ -140,15 +140,15 @@ class LanguageModel:
             if row.constraint is not None:
                 row.constraint.read(ids, "the prime")
         logits, state = self.feed(ids)
-        batch = len(rows)
-        if batch > 1:
-            state = [
-                tuple(t.expand(batch, -1).contiguous() for t in s)
-                if isinstance(s, tuple)
-                else s.expand(batch, -1).contiguous()
-                for s in state
-            ]
-        return Decoding(logits.expand(batch, -1).contiguous(), state, rows)
+        return _one_per_row(logits, state, rows)
+
+    def resume(self, context: tuple[torch.Tensor, list], text: str, rows: list[Row]) -> Decoding:
+        """Like `start`, from a conversation's (logits, state) instead of the warm start."""
+        logits, state = context
+        ids = self.encode(text, "the message") if text else []
+        if len(ids):
+            logits, state = self.feed(ids, self.stepper.clone(state))
+        return _one_per_row(logits.reshape(1, -1), state, rows)
 
     # -- generation --------------------------------------------------------------------------
     def decode(self, request: GenerationRequest) -> tuple[list[Row], Iterator[tuple[int, str]]]:
@@ -259,3 +259,16 @@ def _request(
 def _sample(prime: str, row: Row, seed: int | None) -> Sample:
     mean = row.logprob / row.tokens if row.tokens else 0.0
     return Sample(prime, row.text, row.tokens, seed, mean)
+
+
+def _one_per_row(logits: torch.Tensor, state: list, rows: list[Row]) -> Decoding:
+    """One stream's logits (1, V) and state, copied for each of its rows."""
+    batch = len(rows)
+    if batch > 1:
+        state = [
+            tuple(t.expand(batch, -1).contiguous() for t in s)
+            if isinstance(s, tuple)
+            else s.expand(batch, -1).contiguous()
+            for s in state
+        ]
+    return Decoding(logits.expand(batch, -1).contiguous(), state, rows)

@@ -1,0 +1,1 @@
+"""`charrnn serve`: trained models over HTTP for the clients people already use, and a page."""
