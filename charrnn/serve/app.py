@@ -29,6 +29,7 @@ from .. import api
 from ..errors import CharRNNError
 from .models import ServedModel
 from .requests import MAX_BODY, MAX_PROMPT, RequestError, chat, completion, native
+from .shapes import chunk, conversation, counted, first, sse, whole
 from .streaming import Run
 
 STATIC = resources.files("charrnn.serve") / "static"
@@ -82,18 +83,18 @@ def create_app(
                 active["streams"] -= 1
             if done:
                 done()
-            return JSONResponse(_whole(run, shape, ident, created, model))
+            return JSONResponse(whole(run, shape, ident, created, model))
 
         async def events():
             try:
                 if shape == "chat.completion":
                     for index in range(len(run.choices)):
-                        yield _sse(_chunk(shape, ident, created, model, index, "", role=True))
-                async for count, delta in _counted(run.deltas()):
+                        yield sse(chunk(shape, ident, created, model, index, "", role=True))
+                async for count, delta in counted(run.deltas()):
                     if count % 16 == 0 and await request.is_disconnected():
                         return  # the client left: its rows leave at the next step
-                    yield _sse(
-                        _chunk(
+                    yield sse(
+                        chunk(
                             shape,
                             ident,
                             created,
@@ -105,8 +106,8 @@ def create_app(
                         )
                     )
                 for index, choice in enumerate(run.choices):
-                    yield _sse(
-                        _chunk(
+                    yield sse(
+                        chunk(
                             shape, ident, created, model, index, None, finish=choice.finish_reason
                         )
                     )
@@ -138,7 +139,7 @@ def create_app(
         target = served(asked.model)
         admitted()
         separator = target.model.tokenizer.separator or "\n"
-        text, kept_at = _conversation(turns, separator)
+        text, kept_at = conversation(turns, separator)
         index, context = target.conversations.longest(kept_at)
         # only what came after the longest kept prefix is read: a resent history costs its news
         asked.request.prime = text[len(kept_at[index]) :] if context is not None else text
@@ -148,7 +149,7 @@ def create_app(
         def keep() -> None:
             row, final = run.stream.rows[0], run.stream.final
             if final is not None and row.ended_line:  # the reply's line end is read too
-                state = (final[0][:1], [_first(layer) for layer in final[1]])
+                state = (final[0][:1], [first(layer) for layer in final[1]])
                 target.conversations.keep(text + row.text + separator, state)
 
         return await answer(run, "chat.completion", asked.model, request, done=keep)
@@ -241,71 +242,6 @@ def create_app(
     )
     app.state.models, app.state.active = models, active
     return app
-
-
-def _conversation(turns: list[tuple[str, str]], separator: str) -> tuple[str, list[str]]:
-    """The conversation as the model reads it (each turn a line, as `charrnn chat` reads it),
-    and the texts a reply's state may have been kept at: the end of each assistant turn,
-    shortest first."""
-    text, kept_at = "", []
-    for role, content in turns:
-        text += content + separator
-        if role == "assistant":
-            kept_at.append(text)
-    return text, kept_at
-
-
-def _first(layer):
-    """Row 0 of one layer's state ((h, c) or h)."""
-    return tuple(t[:1].clone() for t in layer) if isinstance(layer, tuple) else layer[:1].clone()
-
-
-async def _counted(items):
-    count = 0
-    async for item in items:
-        yield count, item
-        count += 1
-
-
-def _sse(data: dict) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def _chunk(
-    shape, ident, created, model, index, text, role=False, finish=None, delta=None, run=None
-):
-    if shape == "chat.completion":
-        body = (
-            {"role": "assistant", "content": ""}
-            if role
-            else ({} if text is None else {"content": text})
-        )
-        choice = {"index": index, "delta": body, "finish_reason": finish}
-        kind = "chat.completion.chunk"
-    else:
-        choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
-        if delta is not None and delta.token is not None:
-            choice["logprobs"] = {"tokens": [delta.token], "token_logprobs": [delta.logprob],
-                                  "top_logprobs": [delta.top]}  # fmt: skip
-        kind = "text_completion"
-    return {"id": ident, "object": kind, "created": created, "model": model, "choices": [choice]}
-
-
-def _whole(run: Run, shape: str, ident: str, created: int, model: str) -> dict:
-    choices = []
-    for index, choice in enumerate(run.choices):
-        if shape == "chat.completion":
-            choices.append({"index": index, "message": {"role": "assistant", "content": choice.text},
-                            "finish_reason": choice.finish_reason})  # fmt: skip
-        else:
-            logprobs = None
-            if run.completion.logprobs:
-                logprobs = {"tokens": choice.tokens, "token_logprobs": choice.logprobs,
-                            "top_logprobs": choice.top}  # fmt: skip
-            choices.append({"index": index, "text": choice.text, "logprobs": logprobs,
-                            "finish_reason": choice.finish_reason})  # fmt: skip
-    return {"id": ident, "object": shape, "created": created, "model": model,
-            "choices": choices, "usage": run.usage}  # fmt: skip
 
 
 async def _internal(request: Request, error: Exception) -> Response:
