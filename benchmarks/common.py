@@ -89,6 +89,7 @@ TOPICS = (  # results/<topic>/<name>.json, by the name's start
     ("device", "sampling"),
     ("load", "busy-machine"),
     ("throughput", "throughput"),
+    ("serve", "serving"),
 )
 
 

@@ -10,8 +10,9 @@ seeded request writes the text `generate` writes whatever else is in the batch. 
 kernels' sums for one row can differ in the last bit between batch sizes: 1 or 2 rows against 4 or
 more, measured; a token's draw changes only if its uniform falls within that of a boundary.)
 
-The pool runs in one worker thread; `submit()` may be called from any thread and its `on_piece`
-callback is called from the worker.
+The pool runs in one worker thread; `submit()` may be called from any thread. A stream's
+`on_piece` is called from the worker for each piece, and the pool's `after_step` once after every
+step that called any: a server hands the step's pieces to its event loop once, not once per piece.
 """
 
 from __future__ import annotations
@@ -19,65 +20,36 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .decoding import Beam, Row, Sampler, Stops, advance_row, log_softmax, select_rows
+from ..config import SampleConfig
+from .decoding import (
+    Beam,
+    Row,
+    Sampler,
+    advance_row,
+    constrain,
+    draw,
+    filter_probs,
+    log_softmax,
+    select_rows,
+)
+from .inflight import Piece, PieceCallback, Stream
+from .prefill import start_many
 from .request import GenerationRequest
 from .sampling import LanguageModel
 
 
-@dataclass
-class Piece:
-    """What one row wrote at one step: its text piece (may be empty while a multi-byte
-    character completes), the token and its log-probability, and the `top` alternatives when
-    the stream asked for them."""
-
-    row: int
-    text: str
-    token: int = -1
-    logprob: float = 0.0
-    top: list[tuple[int, float]] | None = None
-
-
-PieceCallback = Callable[[Piece | None], None]  # each piece, then None when the stream ends
-
-
-@dataclass
-class Stream:
-    """One request in flight: its rows, and where to send what they write.
-
-    `context`: the (logits, state) to start from instead of the warm start (a conversation's
-    state so far); the prime is then read from there. `top`: alternatives per token to report.
-    When the stream ends, `final` holds each row's (logits, state) after its last token."""
-
-    request: GenerationRequest
-    on_piece: PieceCallback
-    context: tuple[torch.Tensor, list] | None = None
-    top: int = 0
-    rows: list[Row] = field(default_factory=list)
-    stops: Stops | None = None
-    strategy: Sampler | Beam | None = None
-    cancelled: bool = False
-    finished: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    final: tuple[torch.Tensor, list] | None = None
-
-    def cancel(self) -> None:
-        """The client left: the rows leave at the next step."""
-        self.cancelled = True
-
-    def stop_row(self, index: int) -> None:
-        """End one row now (a stop sequence was written); the stream ends with its last row."""
-        if 0 <= index < len(self.rows):
-            self.rows[index].done = True
-
-
 class StreamPool:
-    def __init__(self, model: LanguageModel, max_rows: int = 4096) -> None:
-        self.model, self.max_rows = model, max_rows
+    def __init__(
+        self,
+        model: LanguageModel,
+        max_rows: int = 4096,
+        after_step: Callable[[], None] | None = None,
+    ) -> None:
+        self.model, self.max_rows, self.after_step = model, max_rows, after_step
         self.never = model.tokenizer.never_drawn()
         self.incoming: queue.Queue[Stream] = queue.Queue()
         self.streams: list[Stream] = []
@@ -119,27 +91,46 @@ class StreamPool:
                 return
             if self.streams:
                 self._step()
+            if self.after_step is not None:
+                self.after_step()
 
     def _admit(self, block: bool) -> None:
-        """Read the primes of waiting requests and add their rows to the batch."""
+        """Read the primes of waiting requests (those that came together side by side) and add
+        their rows to the batch."""
+        waiting = []
         while True:
             try:
                 stream = self.incoming.get(block=block, timeout=0.5 if block else None)
             except queue.Empty:
-                return
+                break
             if stream is None:
-                return
+                break
             block = False
             if stream.cancelled:
                 self._finish(stream)
                 continue
             try:
-                self._join(stream)
-            except Exception as error:  # a bad prime for this model: its own error, no other's
+                self._prepare(stream)
+                waiting.append(stream)
+            except Exception as error:  # a bad request for this model: its own error only
                 stream.error = error
                 self._finish(stream)
+        fresh = [s for s in waiting if s.context is None]
+        try:
+            starts = start_many(
+                self.model, [s.request.prime for s in fresh], [s.rows for s in fresh]
+            )
+        except Exception:  # one bad prime: read them one by one, so only its stream fails
+            for stream in fresh:
+                self._prepare(stream)  # afresh: a verse form may have read part of a prime
+            starts = [None] * len(fresh)
+        for stream, decoding in zip(fresh, starts, strict=True):
+            self._joined(stream, decoding)
+        for stream in waiting:
+            if stream.context is not None:
+                self._joined(stream, None)
 
-    def _join(self, stream: Stream) -> None:
+    def _prepare(self, stream: Stream) -> None:
         request = stream.request
         verse = request.verse(self.model.tokenizer)
         stream.stops = request.stops(verse)
@@ -148,10 +139,17 @@ class StreamPool:
         else:
             stream.strategy = Beam(request.beam, request.length_penalty)
         stream.rows = request.rows(self.model.tokenizer, verse)
-        if stream.context is None:
-            decoding = self.model.start(request.prime, stream.rows)
-        else:  # a conversation goes on: the new text is read from its state
-            decoding = self.model.resume(stream.context, request.prime, stream.rows)
+
+    def _joined(self, stream: Stream, decoding) -> None:
+        try:
+            if decoding is None and stream.context is None:
+                decoding = self.model.start(stream.request.prime, stream.rows)
+            elif decoding is None:  # a conversation goes on: the new text is read from its state
+                decoding = self.model.resume(stream.context, stream.request.prime, stream.rows)
+        except Exception as error:
+            stream.error = error
+            self._finish(stream)
+            return
         for row in stream.rows:
             row.decoder = self.model.tokenizer.decoder()
             row.done = row.done or stream.stops.length <= 0
@@ -166,14 +164,19 @@ class StreamPool:
         scores = self.logits.float().cpu().numpy()
         log_probs = log_softmax(scores)
         scores[:, self.never], log_probs[:, self.never] = -np.inf, -np.inf
+        drawn = self._draw_sampled(scores)
         order: list[int] = []  # the global row each new row's state comes from
         start = 0
         for stream in self.streams:
             count = len(stream.rows)
             part = slice(start, start + count)
-            sources, tokens, rows = stream.strategy.choose(
-                stream.rows, scores[part], log_probs[part]
-            )
+            if stream.strategy.streams:  # sampled: drawn with every stream of its settings
+                rows, sources = stream.rows, list(range(count))
+                tokens = [None if row.done else drawn[start + i] for i, row in enumerate(rows)]
+            else:
+                sources, tokens, rows = stream.strategy.choose(
+                    stream.rows, scores[part], log_probs[part]
+                )
             for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
                 if token is None:
                     continue
@@ -193,6 +196,27 @@ class StreamPool:
         self.logits, self.state = self.model.stepper(torch.tensor(ids, device=device), self.state)
         self.steps += 1
         self._leave()
+
+    def _draw_sampled(self, scores: np.ndarray) -> dict[int, int]:
+        """Every sampling row's next token, the rows of streams with the same settings filtered
+        in one call (the filters work row by row, so a row's distribution is the one a stream
+        of its own would have), each drawn from its own random stream."""
+        groups: dict[tuple, tuple[SampleConfig, list[tuple[int, Row]]]] = {}
+        start = 0
+        for stream in self.streams:
+            if stream.strategy.streams:
+                c = stream.strategy.config
+                key = (c.temperature, c.top_k, c.top_p, c.greedy)
+                _, group = groups.setdefault(key, (c, []))
+                group.extend((start + i, row) for i, row in enumerate(stream.rows))
+            start += len(stream.rows)
+        drawn: dict[int, int] = {}
+        for config, members in groups.values():
+            index = [i for i, _ in members]
+            rows = [row for _, row in members]
+            probs = filter_probs(constrain(rows, scores[index]), config)
+            drawn.update(zip(index, draw(probs, [row.rng for row in rows]).tolist(), strict=True))
+        return drawn
 
     def _leave(self) -> None:
         """Finished and cancelled streams leave the batch at once."""

@@ -140,7 +140,7 @@ class LanguageModel:
             if row.constraint is not None:
                 row.constraint.read(ids, "the prime")
         logits, state = self.feed(ids)
-        return _one_per_row(logits, state, rows)
+        return one_per_row(logits, state, rows)
 
     def resume(self, context: tuple[torch.Tensor, list], text: str, rows: list[Row]) -> Decoding:
         """Like `start`, from a conversation's (logits, state) instead of the warm start."""
@@ -148,7 +148,7 @@ class LanguageModel:
         ids = self.encode(text, "the message") if text else []
         if len(ids):
             logits, state = self.feed(ids, self.stepper.clone(state))
-        return _one_per_row(logits.reshape(1, -1), state, rows)
+        return one_per_row(logits.reshape(1, -1), state, rows)
 
     # -- generation --------------------------------------------------------------------------
     def decode(self, request: GenerationRequest) -> tuple[list[Row], Iterator[tuple[int, str]]]:
@@ -261,7 +261,7 @@ def _sample(prime: str, row: Row, seed: int | None) -> Sample:
     return Sample(prime, row.text, row.tokens, seed, mean)
 
 
-def _one_per_row(logits: torch.Tensor, state: list, rows: list[Row]) -> Decoding:
+def one_per_row(logits: torch.Tensor, state: list, rows: list[Row]) -> Decoding:
     """One stream's logits (1, V) and state, copied for each of its rows."""
     batch = len(rows)
     if batch > 1:

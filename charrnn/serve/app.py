@@ -29,7 +29,7 @@ from .. import api
 from ..errors import CharRNNError
 from .models import ServedModel
 from .requests import MAX_BODY, MAX_PROMPT, RequestError, chat, completion, native
-from .shapes import chunk, conversation, counted, first, sse, whole
+from .shapes import chunk, conversation, counted, first, sse, text_event, whole
 from .streaming import Run
 
 STATIC = resources.files("charrnn.serve") / "static"
@@ -93,18 +93,13 @@ def create_app(
                 async for count, delta in counted(run.deltas()):
                     if count % 16 == 0 and await request.is_disconnected():
                         return  # the client left: its rows leave at the next step
-                    yield sse(
-                        chunk(
-                            shape,
-                            ident,
-                            created,
-                            model,
-                            delta.index,
-                            delta.text,
-                            delta=delta,
-                            run=run,
+                    if delta.token is None:
+                        yield text_event(shape, ident, created, model, delta.index, delta.text)
+                    else:
+                        event = chunk(
+                            shape, ident, created, model, delta.index, delta.text, delta=delta
                         )
-                    )
+                        yield sse(event)
                 for index, choice in enumerate(run.choices):
                     yield sse(
                         chunk(

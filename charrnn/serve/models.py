@@ -9,11 +9,12 @@ for a 2x512 LSTM) and evicts the least recently used.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,31 @@ class ConversationStates:
                 self.states.popitem(last=False)
 
 
+class Dispatcher:
+    """Pieces from a pool's worker thread, handed to the event loop once per step (one wake-up
+    of the loop for every stream's piece of that step, not one each)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pending: deque = deque()
+        self.scheduled = False
+
+    def put(self, queue: asyncio.Queue, piece) -> None:
+        """From the worker: `piece` is for `queue`."""
+        self.pending.append((queue, piece))
+
+    def after_step(self) -> None:
+        if self.pending and not self.scheduled and self.loop is not None:
+            self.scheduled = True
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self.scheduled = False
+        while self.pending:
+            queue, piece = self.pending.popleft()
+            queue.put_nowait(piece)
+
+
 @dataclass
 class ServedModel:
     name: str
@@ -63,6 +89,7 @@ class ServedModel:
     run: Path | None  # its run directory, when it has one (metrics can be watched)
     model: api.LanguageModel
     pool: api.StreamPool
+    dispatcher: Dispatcher
     conversations: ConversationStates = field(default_factory=ConversationStates)
 
 
@@ -91,5 +118,7 @@ def load_models(
     for name, path in zip(model_names(resolved), resolved, strict=True):
         model = api.load(path, device)
         run = path.parent if (path.parent / "metrics.jsonl").is_file() else None
-        served[name] = ServedModel(name, path, run, model, api.StreamPool(model, max_rows))
+        dispatcher = Dispatcher()
+        pool = api.StreamPool(model, max_rows, after_step=dispatcher.after_step)
+        served[name] = ServedModel(name, path, run, model, pool, dispatcher)
     return served

@@ -36,7 +36,19 @@ def sse(data: dict) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def chunk(shape, ident, created, model, index, text, role=False, finish=None, delta=None, run=None):
+def text_event(shape: str, ident: str, created: int, model: str, index: int, text: str) -> str:
+    """The server-sent event of a plain text piece, without building the whole object (one is
+    sent per row per token)."""
+    if shape == "chat.completion":
+        head = f'"object":"chat.completion.chunk","created":{created},"model":{json.dumps(model)}'
+        body = f'"delta":{{"content":{json.dumps(text, ensure_ascii=False)}}},"finish_reason":null'
+    else:
+        head = f'"object":"text_completion","created":{created},"model":{json.dumps(model)}'
+        body = f'"text":{json.dumps(text, ensure_ascii=False)},"finish_reason":null,"logprobs":null'
+    return f'data: {{"id":"{ident}",{head},"choices":[{{"index":{index},{body}}}]}}\n\n'
+
+
+def chunk(shape, ident, created, model, index, text, role=False, finish=None, delta=None):
     if shape == "chat.completion":
         body = (
             {"role": "assistant", "content": ""}

@@ -12,6 +12,8 @@ from .. import api
 from .models import ServedModel
 from .requests import Completion
 
+JOIN_AT_MOST = 8  # pieces of one row joined into one event when the client reads slower
+
 
 @dataclass
 class Choice:
@@ -39,7 +41,7 @@ class Run:
 
     def __init__(self, served: ServedModel, completion: Completion, context=None) -> None:
         self.served, self.completion = served, completion
-        self.loop = asyncio.get_running_loop()
+        served.dispatcher.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue = asyncio.Queue()
         request = completion.request
         count = 1 if request.beam is not None else request.num_samples
@@ -49,7 +51,18 @@ class Run:
         )
 
     def _from_worker(self, piece: api.Piece | None) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, piece)
+        self.served.dispatcher.put(self.events, piece)
+
+    async def _pieces(self) -> AsyncIterator[list]:
+        """What the worker has written, in order: everything queued at once (a client that
+        reads slower than the model writes gets its text in fewer, longer events), until None."""
+        while True:
+            batch = [await self.events.get()]
+            while not self.events.empty():
+                batch.append(self.events.get_nowait())
+            yield batch
+            if batch[-1] is None:
+                return
 
     def cancel(self) -> None:
         self.stream.cancel()
@@ -59,30 +72,61 @@ class Run:
         cut; when it ends, `choices` hold each row's text and finish reason."""
         tokenizer = self.served.model.tokenizer
         hold = max((len(s) for s in self.completion.stop), default=1) - 1
-        while (piece := await self.events.get()) is not None:
-            choice = self.choices[piece.row]
-            if choice.finish_reason is not None:
+        async for batch in self._pieces():
+            async for delta in self._taken(batch, tokenizer, hold):
+                yield delta
+        async for delta in self._ending():
+            yield delta
+
+    async def _taken(self, batch: list, tokenizer, hold: int) -> AsyncIterator[Delta]:
+        """Deltas for a batch of pieces: one per row (the row's new text joined), or one per
+        token when log-probabilities are asked for."""
+        joined: dict[int, tuple[Delta, int]] = {}
+        for piece in batch:
+            if piece is None:
+                break
+            delta = self._take(piece, tokenizer, hold)
+            if delta is None:
                 continue
-            if self.completion.logprobs and piece.token >= 0:
-                choice.tokens.append(tokenizer.token_text(piece.token))
-                choice.logprobs.append(piece.logprob)
-                top = {tokenizer.token_text(t): p for t, p in piece.top or []}
-                choice.top.append(top)
-            choice.pending += piece.text
-            cut = self._cut(choice)
-            if cut is not None:
-                choice.finish_reason = "stop"
-                self.stream.stop_row(piece.row)
-            keep = 0 if cut is not None else hold
-            ready = choice.pending[: len(choice.pending) - keep] if keep else choice.pending
-            choice.pending = choice.pending[len(ready) :]
-            if ready or self.completion.logprobs:
-                choice.text += ready
-                token = choice.tokens[-1] if self.completion.logprobs and choice.tokens else None
-                logprob = choice.logprobs[-1] if token is not None else None
-                yield Delta(
-                    piece.row, ready, token, logprob, choice.top[-1] if token is not None else None
-                )
+            if self.completion.logprobs:
+                yield delta
+                continue
+            held, count = joined.get(delta.index, (None, 0))
+            if held is None:
+                joined[delta.index] = (delta, 1)
+                continue
+            held.text += delta.text
+            joined[delta.index] = (held, count + 1)
+            if count + 1 == JOIN_AT_MOST:
+                yield joined.pop(delta.index)[0]
+        for delta, _ in joined.values():
+            yield delta
+
+    def _take(self, piece, tokenizer, hold: int) -> Delta | None:
+        choice = self.choices[piece.row]
+        if choice.finish_reason is not None:
+            return None
+        if self.completion.logprobs and piece.token >= 0:
+            choice.tokens.append(tokenizer.token_text(piece.token))
+            choice.logprobs.append(piece.logprob)
+            choice.top.append({tokenizer.token_text(t): p for t, p in piece.top or []})
+        choice.pending += piece.text
+        cut = self._cut(choice)
+        if cut is not None:
+            choice.finish_reason = "stop"
+            self.stream.stop_row(piece.row)
+        keep = 0 if cut is not None else hold
+        ready = choice.pending[: len(choice.pending) - keep] if keep else choice.pending
+        choice.pending = choice.pending[len(ready) :]
+        if not ready and not self.completion.logprobs:
+            return None
+        choice.text += ready
+        if self.completion.logprobs and choice.tokens:
+            return Delta(piece.row, ready, choice.tokens[-1], choice.logprobs[-1], choice.top[-1])
+        return Delta(piece.row, ready)
+
+    async def _ending(self) -> AsyncIterator[Delta]:
+        """After the last piece: held-back text, beam texts, finish reasons."""
         if self.stream.error is not None:
             raise self.stream.error
         for index, (choice, row) in enumerate(zip(self.choices, self.stream.rows, strict=False)):
