@@ -209,7 +209,8 @@ def _run(trainer: Trainer, run: RunDir | None) -> TrainResult:
 
 @contextlib.contextmanager
 def _stop_on_interrupt(trainer: Trainer) -> Iterator[None]:
-    """First Ctrl-C: finish the step, save and return. A second one: stop at once."""
+    """First Ctrl-C, SIGTERM (what schedulers, `kill` and `timeout` send first) or SIGHUP (a
+    closed terminal): finish the step, save and return. A second one: stop at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -219,11 +220,13 @@ def _stop_on_interrupt(trainer: Trainer) -> Iterator[None]:
             raise KeyboardInterrupt
         trainer.request_stop()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    kinds = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {kind: signal.signal(kind, handler) for kind in kinds}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for kind, before in previous.items():
+            signal.signal(kind, before)
 
 
 def _final_sample(run: RunDir, step: int) -> str:

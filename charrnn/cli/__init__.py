@@ -11,6 +11,10 @@ from .base import cli
 
 
 def main() -> None:
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nowhere to write
+        if sys.stderr is not None:
+            print("Error: standard output is closed: there is nowhere to write to", file=sys.stderr)
+        sys.exit(2)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         cli(prog_name="charrnn")
         return

@@ -218,3 +218,14 @@ def duration(ctx, param, value):
         return parse_duration(value)
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
+
+
+def prime_text(prime: str, prime_file: str | None) -> str:
+    """--prime, or the text of --prime-file (- for stdin); not both."""
+    if prime_file is None:
+        return prime
+    if prime:
+        raise ConfigError("give --prime or --prime-file, not both")
+    from .. import api
+
+    return api.read_corpus([prime_file])

@@ -7,7 +7,15 @@ import sys
 import click
 
 from ..errors import CharRNNError, printable
-from .base import cli, console, device_option, friendly_errors, sampling_options, verse_options
+from .base import (
+    cli,
+    console,
+    device_option,
+    friendly_errors,
+    prime_text,
+    sampling_options,
+    verse_options,
+)
 
 
 @cli.command()
@@ -18,18 +26,24 @@ from .base import cli, console, device_option, friendly_errors, sampling_options
 @click.option(
     "--max-reply", type=int, default=200, show_default=True, help="Longest reply, in tokens."
 )
+@click.option(
+    "--prime-file", type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read this file's text (- for stdin) before the first turn: any length.",
+)  # fmt: skip
 @verse_options
 @device_option
 @friendly_errors
 def chat(
-    checkpoint_path, temperature, top_k, top_p, seed, user_prefix, bot_prefix, max_reply, form,
-    rhyme, tones, device,
+    checkpoint_path, temperature, top_k, top_p, seed, user_prefix, bot_prefix, max_reply,
+    prime_file, form, rhyme, tones, device,
 ) -> None:  # fmt: skip
     """Talk to a model in the terminal; it remembers the conversation. /help lists commands."""
     from .. import api
     from ..console import chat_header, write_model_text
 
+    prime = prime_text("", prime_file)
     request = api.GenerationRequest(
+        prime=prime,
         temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, form=form,
         rhyme=rhyme or False, tones=tones,
     )  # fmt: skip

@@ -14,6 +14,7 @@ from .base import (
     device_option,
     format_option,
     friendly_errors,
+    prime_text,
     sampling_options,
     verse_options,
 )
@@ -27,6 +28,10 @@ def _warn(caught: list) -> None:
 @cli.command()
 @click.argument("checkpoint_path", metavar="[CHECKPOINT|RUN_DIR]", required=False)
 @click.option("--prime", default="", help="Text to start from (printed before the continuation).")
+@click.option(
+    "--prime-file", type=click.Path(dir_okay=False, allow_dash=True),
+    help="Start from this file's text (- for stdin), read in windows: any length.",
+)  # fmt: skip
 @click.option(
     "--length", type=int, help="Tokens to generate (default 500; a cap with --lines/--until-eos)."
 )
@@ -61,11 +66,12 @@ def _warn(caught: list) -> None:
 @verse_options
 @device_option
 @friendly_errors
-def generate(checkpoint_path, output_format, no_stream, device, **options) -> None:
+def generate(checkpoint_path, output_format, no_stream, device, prime_file, **options) -> None:
     """Write text with a trained model (default: the newest run under checkpoints/)."""
     from .. import api
     from ..console import json_line, write_model_text
 
+    options["prime"] = prime_text(options["prime"], prime_file)
     model = api.load(checkpoint_path, device)
     request = api.GenerationRequest(**{**options, "rhyme": options["rhyme"] or False})
     stream = (

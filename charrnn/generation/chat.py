@@ -34,9 +34,15 @@ HELP = """\
 /seed N          reseed the sampler
 /reset           forget the conversation (state and sampler seed start over)
 /history         show the conversation so far
-/save FILE       save the transcript (.json for JSON, else text)
+/save FILE       save the transcript (.json for JSON, else text); never replaces a file
+/save! FILE      save it, replacing FILE
 /retry           sample the last reply again from the same state
 /quit            leave (Ctrl-D works too)"""
+
+
+# A typed or piped line is read before the reply starts, and Ctrl-C cannot cut the reading of
+# one: a 20 MB line held a chat for minutes (issue #41). Longer text belongs in --prime-file.
+MAX_MESSAGE = 100_000
 
 
 @dataclass
@@ -87,8 +93,11 @@ class ChatSession:
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Back to a fresh start: empty memory and the sampler at the start of its seed."""
+        """Back to a fresh start: memory holds only the prime (if any), and the sampler is at
+        the start of its seed."""
         self.logits, self.state = self.model.feed([])
+        if self.request.prime:  # read in windows with the state carried, any length
+            self._feed_text(self.request.prime)
         self.rng = np.random.default_rng(self.sampling.seed)
         self._before_reply: tuple[torch.Tensor, list, FormState | None] | None = None
         self.transcript.clear()
@@ -103,6 +112,11 @@ class ChatSession:
         """Read the user's line into the state, then yield the reply piece by piece. With a
         verse form the line is the poem's beginning and the reply is the rest of the poem."""
         check_text("your message", user_text)
+        if len(user_text) > MAX_MESSAGE:
+            raise ConfigError(
+                f"your message is {len(user_text):,} characters: a chat line holds at most "
+                f"{MAX_MESSAGE:,} (read long text with --prime-file)"
+            )
         self.transcript.append(Turn("user", user_text))
         poem = None
         if self.verse is not None:
@@ -173,9 +187,13 @@ class ChatSession:
                     f"{'you' if t.role == 'user' else 'bot'}: {t.text}" for t in self.transcript
                 ]
                 return CommandResult("\n".join(lines) or "(no turns yet)")
-            if name == "/save":
+            if name in ("/save", "/save!"):
                 if not argument:
-                    return CommandResult("usage: /save FILE")
+                    return CommandResult(f"usage: {name} FILE")
+                if name == "/save" and os.path.lexists(argument):
+                    return CommandResult(
+                        f"/save: {argument} exists and is kept: /save! {argument} replaces it"
+                    )
                 return CommandResult(f"(transcript saved to {self.save(argument)})")
             if name == "/retry":
                 return CommandResult(stream=self.retry())

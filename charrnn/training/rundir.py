@@ -82,6 +82,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path).absolute()
         self._lock_handle = None
+        self.notes: list[str] = []  # what opening the run found and mended, said when it starts
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -248,17 +249,25 @@ class RunDir:
 
     # -- resuming ----------------------------------------------------------------------------
     def resume_state(self) -> dict[str, Any]:
-        """The newest full state, with metrics and samples cut back to its step.
-
-        best.pt newer than latest.pt means a crash fell between the two writes: best.pt then
-        holds the full state of the later step, so the run continues from it.
-        """
-        state = checkpoint.load(self.latest) if self.latest.is_file() else None
-        if self.best.is_file():
-            best = checkpoint.load(self.best)
-            if state is None or best["trainer"]["step"] > state["trainer"]["step"]:
-                state = best
-                self.save(state, best=False)
+        """The newest whole state, with metrics and samples cut back to its step. best.pt newer
+        than latest.pt (a crash between the two writes), or latest.pt damaged: from best.pt."""
+        found: dict[str, dict] = {}
+        errors: list[checkpoint.CheckpointError] = []
+        for name, path in (("latest", self.latest), ("best", self.best)):
+            try:
+                found[name] = checkpoint.load(path) if path.is_file() else None
+            except checkpoint.CheckpointError as error:  # the other one may still be whole
+                found[name], errors = None, [*errors, error]
+        whole = [s for s in (found["latest"], found["best"]) if s is not None]
+        if not whole:
+            raise errors[0]
+        state = max(whole, key=lambda s: s["trainer"]["step"])  # latest.pt on a tie
+        if state is not found["latest"]:  # best.pt is newer, or latest.pt is damaged
+            if found["latest"] is None and self.latest.is_file():
+                self.notes.append(
+                    f"{errors[0]}: resumed from best.pt, step {state['trainer']['step']}"
+                )
+            self.save(state, best=False)
         step = state["trainer"]["step"]
         self._cut_metrics(step)
         self._cut_samples(step)

@@ -21,7 +21,7 @@ from .averaging import WeightAverage
 from .distributed import Group
 from .guard import DivergenceGuard
 from .plan import SizePlan
-from .rundir import RunDir
+from .rundir import RunDir, RunDirError
 from .schedule import Progress, Schedule
 from .step import make_optimizer
 from .validation import Validation
@@ -213,7 +213,12 @@ def write_run_config(
     if run is None:
         return
     # a resumed run was not planned again: it keeps the plan its first session recorded
-    recorded = run.read_config() if resumed and not plan else {}
+    recorded = {}
+    if resumed and not plan:
+        try:
+            recorded = run.read_config()
+        except RunDirError:  # missing or unreadable: the checkpoint holds the settings
+            run.notes.append("config.json was missing or unreadable: rebuilt from the checkpoint")
     config = {
         "model": to_dict(model.config),
         "data": to_dict(data),

@@ -212,7 +212,8 @@ class Trainer:
             message=f"{self.model.num_parameters:,} parameters on {self.device}",
             text=plan.describe(cell, self.budget.text()) if plan else "",
         )
-        for message in self.warnings:
+        notes = self.run_dir.notes if self.run_dir is not None else []
+        for message in [*self.warnings, *notes]:  # a mended run directory says what it mended
             self.emit("warning", message=message)
         c = self.config
         window = LogWindow(c.batch_size * c.bptt * self.group.world)

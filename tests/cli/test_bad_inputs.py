@@ -65,6 +65,10 @@ SETUPS = {
 }
 
 ROWS = [
+    # issue #41: a prime given twice, a prime file that is not there, a chat line over the cap
+    (["generate", "{run}", "--prime", "a", "--prime-file", "{corpus}"], None, "not both"),
+    (["generate", "{run}", "--prime-file", "{tmp}/missing.txt"], None, "missing.txt"),
+    (["chat", "{run}"], "x" * 100_001 + "\n", "a chat line holds at most 100,000"),
     # damaged or foreign checkpoints, through generate, info, score and chat
     (["generate", "{tmp}/zero.pt"], None, "not a readable checkpoint"),
     (["info", "{tmp}/tiny.pt"], None, "not a readable checkpoint"),
@@ -233,3 +237,52 @@ def test_long_single_line_scores_in_chunks_with_flat_memory(trained_run, tmp_pat
     assert grown_mb < 200, grown_mb  # one (T, V) tensor for the whole line would be far larger
     short = model.score(line[:3000])
     assert short.tokens == 3000
+
+
+def test_a_closed_stdout_is_one_line_and_a_broken_pipe_exit_0(trained_run):
+    closed = subprocess.run(
+        [sys.executable, "-m", "charrnn", "generate", str(trained_run), "--length", "5"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert closed.returncode == 2
+    assert closed.stderr.decode().strip() == (
+        "Error: standard output is closed: there is nowhere to write to"
+    )
+    piped = subprocess.run(
+        f"{sys.executable} -m charrnn generate {trained_run} --length 20000 | head -c 10",
+        shell=True, capture_output=True,
+    )  # fmt: skip
+    assert piped.returncode == 0 and len(piped.stdout) == 10
+    assert b"a bug in charrnn" not in piped.stderr and b"Traceback" not in piped.stderr
+
+
+def test_chat_save_never_replaces_a_file_unless_asked(trained_run, tmp_path):
+    keep = tmp_path / "keep.txt"
+    keep.write_bytes(b"keep\n")
+    lines = f"the cat\n/save {keep}\n".encode()
+    process = run_cli(["chat", str(trained_run), "--seed", "1"], lines)
+    assert process.returncode == 0 and keep.read_bytes() == b"keep\n"
+    assert f"/save! {keep} replaces it".encode() in process.stdout
+    process = run_cli(
+        ["chat", str(trained_run), "--seed", "1"], f"the cat\n/save! {keep}\n".encode()
+    )
+    assert keep.read_text().startswith("you: the cat")
+
+
+def test_a_prime_file_of_any_length_is_read_in_windows(trained_run, tmp_path):
+    import charrnn
+
+    prime = tmp_path / "prime.txt"
+    prime.write_text("the cat sat on the mat.\n" * 40_000)  # 960 KB, 235 windows
+    process = run_cli(
+        ["generate", str(trained_run), "--prime-file", str(prime), "--length", "30", "--seed", "4"]
+    )
+    assert process.returncode == 0, process.stderr
+    expected = charrnn.load(trained_run).generate(prime.read_text(), 30, seed=4)
+    assert process.stdout.decode() == expected + ("" if expected.endswith("\n") else "\n")
+    from_stdin = run_cli(
+        ["generate", str(trained_run), "--prime-file", "-", "--length", "30", "--seed", "4"],
+        prime.read_bytes(),
+    )
+    assert from_stdin.stdout == process.stdout

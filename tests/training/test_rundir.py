@@ -55,3 +55,17 @@ def test_a_checkpoint_is_found_from_a_file_a_run_or_the_newest_run(tmp_path):
     assert resolve_checkpoint(None, tmp_path / "checkpoints") == run.best
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint found"):
         resolve_checkpoint(None, tmp_path / "elsewhere")
+
+
+def test_a_damaged_latest_resumes_from_a_whole_best_and_says_so(tmp_path):
+    with RunDir.create(tmp_path / "run") as run:
+        run.save(state_at(7), best=True)
+        run.latest.write_bytes(b"")  # truncated to zero bytes
+    with RunDir.open(tmp_path / "run") as run:
+        assert run.resume_state()["trainer"]["step"] == 7
+        assert "resumed from best.pt, step 7" in run.notes[0]
+        assert checkpoint.load(run.latest)["trainer"]["step"] == 7  # latest.pt whole again
+    (tmp_path / "run" / "best.pt").write_bytes(b"")
+    (tmp_path / "run" / "latest.pt").write_bytes(b"")
+    with RunDir.open(tmp_path / "run") as run, pytest.raises(checkpoint.CheckpointError):
+        run.resume_state()  # none is whole: that is the error

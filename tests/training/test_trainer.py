@@ -179,6 +179,37 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_prints_resume(tiny_corpus, tmp_p
     assert text.startswith("the") and len(text) > 3 and set(text) <= set(TINY_TEXT)
 
 
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_save_like_ctrl_c_and_resume_bit_identical(tiny_corpus, tmp_path, sent):
+    budget = [*TINY_CLI, "--max-steps", "2500", "--max-time", "none", "--log-every", "5"]
+    whole = tmp_path / "whole"
+    subprocess.run(
+        [sys.executable, "-m", "charrnn", "train", str(tiny_corpus), "--out", str(whole), *budget],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    cut = tmp_path / "cut"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", str(tiny_corpus), "--out", str(cut), *budget],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    for line in process.stdout:
+        if line.startswith("step "):
+            break
+    process.send_signal(sent)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, output
+    assert f"charrnn train --resume {cut}" in output
+    step = checkpoint.load(cut / "latest.pt")["trainer"]["step"]
+    assert 0 < step < 2500
+    resumed = subprocess.run(
+        [sys.executable, "-m", "charrnn", "train", "--resume", str(cut)], capture_output=True
+    )
+    assert resumed.returncode == 0, resumed.stdout
+    a = checkpoint.load(whole / "latest.pt")["model"]
+    b = checkpoint.load(cut / "latest.pt")["model"]
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
 def poison(trainer, steps):
     """Make the decoder's output NaN for the next `steps` forward passes (a real torch hook)."""
     left = [steps]
@@ -543,3 +574,13 @@ def test_mixed_precision_trains_and_saves_fp32_weights(tiny_corpus, tmp_path, pr
     assert model.score("the cat sat on the mat.\n").nats_per_token < math.log(
         model.tokenizer.vocab_size
     )
+
+
+def test_a_run_without_its_config_json_resumes_and_rebuilds_it(tiny_corpus, tmp_path):
+    first = tiny_train(tiny_corpus, tmp_path / "run", steps=20)
+    (first.run_dir / "config.json").unlink()
+    events = []
+    resumed = charrnn.resume(first.run_dir, {"max_steps": 30}, on_event=events.append)
+    assert resumed.steps == 30
+    assert any("config.json was missing" in e.message for e in events if e.kind == "warning")
+    assert (first.run_dir / "config.json").is_file()
