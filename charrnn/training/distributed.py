@@ -11,6 +11,7 @@ all-reduce (`agree`). One process alone is a `Group` of one, and every method is
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -155,4 +156,21 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     if "OMP_NUM_THREADS" not in environment and torch.cuda.device_count() == 0:
         # ranks share the CPU: one rank per share of the cores, not every rank on all of them
         environment["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    return subprocess.call(command, env=environment)
+    process = subprocess.Popen(command, env=environment)
+    signalled: list[int] = []
+
+    def forward(signum: int, frame) -> None:
+        # a scheduler's SIGTERM (or a closed terminal's SIGHUP) reaches this process alone:
+        # torchrun passes it to every rank once, they stop at the same step and rank 0 saves
+        signalled.append(signum)
+        process.send_signal(signum)
+
+    kinds = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {kind: signal.signal(kind, forward) for kind in kinds}
+    try:
+        code = process.wait()
+    finally:
+        for kind, before in previous.items():
+            signal.signal(kind, before)
+    # torchrun itself ends with an error after a signal, once its ranks have saved and left
+    return 130 if signalled else code

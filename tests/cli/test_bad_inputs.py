@@ -274,15 +274,22 @@ def test_a_prime_file_of_any_length_is_read_in_windows(trained_run, tmp_path):
     import charrnn
 
     prime = tmp_path / "prime.txt"
-    prime.write_text("the cat sat on the mat.\n" * 40_000)  # 960 KB, 235 windows
+    prime.write_text("the cat sat on the mat.\n" * 210_000)  # 5 MB, 1,231 windows
     process = run_cli(
         ["generate", str(trained_run), "--prime-file", str(prime), "--length", "30", "--seed", "4"]
     )
     assert process.returncode == 0, process.stderr
     expected = charrnn.load(trained_run).generate(prime.read_text(), 30, seed=4)
     assert process.stdout.decode() == expected + ("" if expected.endswith("\n") else "\n")
-    from_stdin = run_cli(
-        ["generate", str(trained_run), "--prime-file", "-", "--length", "30", "--seed", "4"],
-        prime.read_bytes(),
+    small = ["generate", str(trained_run), "--length", "30", "--seed", "4"]
+    from_stdin = run_cli([*small, "--prime-file", "-"], b"the cat sat")
+    assert from_stdin.stdout == run_cli([*small, "--prime", "the cat sat"]).stdout
+
+
+def test_a_20_mb_chat_line_is_refused_in_one_line(trained_run):
+    process = run_cli(["chat", str(trained_run)], b"x" * 20_000_000 + b"\n")
+    assert process.returncode == 2
+    assert process.stderr.decode().strip() == (
+        "Error: your message is 20,000,000 characters: a chat line holds at most 100,000 "
+        "(read long text with --prime-file)"
     )
-    assert from_stdin.stdout == process.stdout

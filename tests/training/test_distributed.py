@@ -150,3 +150,37 @@ def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu(trained_run, tmp_path):
     model = charrnn.load(tagged)
     assert next(model.model.parameters()).device.type == "cpu"
     assert len(model.generate("the", length=20, seed=0)) > 3
+
+
+def test_a_sigtermed_two_process_run_saves_once_and_resumes_bit_identical(tiny_corpus, tmp_path):
+    steps = ["--max-steps", "1500", "--max-time", "none"]
+    whole = tmp_path / "whole"
+    assert train_two(tmp_path, tiny_corpus, whole, *steps).returncode == 0
+
+    cut = tmp_path / "cut"
+    command = [sys.executable, "-m", "charrnn", "train", str(tiny_corpus), "--out", str(cut),
+               *TINY_CLI, *TWO, *steps, "--nproc", "2"]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if (cut / "metrics.jsonl").is_file():
+            lines = (cut / "metrics.jsonl").read_text().splitlines()
+            if any(json.loads(line).get("step", 0) >= 100 for line in lines if line.endswith("}")):
+                break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)  # what a scheduler sends the job's process
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output[-2000:]
+    assert output.count(f"charrnn train --resume {cut}") == 1  # rank 0 alone saved and said so
+    state = checkpoint.load(cut / "latest.pt")
+    assert state["world"] == 2 and 100 <= state["trainer"]["step"] < 1500
+
+    resumed = subprocess.run(
+        torchrun("train", "--resume", str(cut)), env=environment(tmp_path),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert same_weights(whole / "latest.pt", cut / "latest.pt")

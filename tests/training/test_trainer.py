@@ -584,3 +584,22 @@ def test_a_run_without_its_config_json_resumes_and_rebuilds_it(tiny_corpus, tmp_
     assert resumed.steps == 30
     assert any("config.json was missing" in e.message for e in events if e.kind == "warning")
     assert (first.run_dir / "config.json").is_file()
+
+
+def test_a_zero_byte_latest_resumes_from_best_from_the_command_line(tiny_corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from charrnn.cli import cli
+
+    run_dir = tmp_path / "run"
+    first = CliRunner().invoke(
+        cli, ["train", str(tiny_corpus), "--out", str(run_dir), *TINY_CLI, "--max-steps", "40",
+              "--eval-every", "20"],
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    best_step = checkpoint.load(run_dir / "best.pt")["trainer"]["step"]
+    (run_dir / "latest.pt").write_bytes(b"")
+    again = CliRunner().invoke(cli, ["train", "--resume", str(run_dir), "--max-steps", "60"])
+    assert again.exit_code == 0, again.output
+    assert f"resumed from best.pt, step {best_step}" in again.output
+    assert checkpoint.load(run_dir / "latest.pt")["trainer"]["step"] == 60
