@@ -24,15 +24,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..config import SampleConfig
 from .decoding import (
     Beam,
     Row,
     Sampler,
     advance_row,
-    constrain,
-    draw,
-    filter_probs,
     log_softmax,
     select_rows,
 )
@@ -172,7 +168,7 @@ class StreamPool:
             part = slice(start, start + count)
             if stream.strategy.streams:  # sampled: drawn with every stream of its settings
                 rows, sources = stream.rows, list(range(count))
-                tokens = [None if row.done else drawn[start + i] for i, row in enumerate(rows)]
+                tokens = [drawn[start + i] for i in range(count)]
             else:
                 sources, tokens, rows = stream.strategy.choose(
                     stream.rows, scores[part], log_probs[part]
@@ -197,25 +193,25 @@ class StreamPool:
         self.steps += 1
         self._leave()
 
-    def _draw_sampled(self, scores: np.ndarray) -> dict[int, int]:
-        """Every sampling row's next token, the rows of streams with the same settings filtered
-        in one call (the filters work row by row, so a row's distribution is the one a stream
-        of its own would have), each drawn from its own random stream."""
-        groups: dict[tuple, tuple[SampleConfig, list[tuple[int, Row]]]] = {}
+    def _draw_sampled(self, scores: np.ndarray) -> dict[int, int | None]:
+        """Every sampling row's next token (None for a finished row): the rows of streams with
+        the same settings go through one `Sampler.choose` (its filters work row by row, so a
+        row's distribution is the one a stream of its own would have), each row drawing from
+        its own random stream."""
+        groups: dict[tuple, tuple[Sampler, list[tuple[int, Row]]]] = {}
         start = 0
         for stream in self.streams:
             if stream.strategy.streams:
                 c = stream.strategy.config
                 key = (c.temperature, c.top_k, c.top_p, c.greedy)
-                _, group = groups.setdefault(key, (c, []))
+                _, group = groups.setdefault(key, (stream.strategy, []))
                 group.extend((start + i, row) for i, row in enumerate(stream.rows))
             start += len(stream.rows)
-        drawn: dict[int, int] = {}
-        for config, members in groups.values():
+        drawn: dict[int, int | None] = {}
+        for sampler, members in groups.values():
             index = [i for i, _ in members]
-            rows = [row for _, row in members]
-            probs = filter_probs(constrain(rows, scores[index]), config)
-            drawn.update(zip(index, draw(probs, [row.rng for row in rows]).tolist(), strict=True))
+            _, tokens, _ = sampler.choose([row for _, row in members], scores[index], scores[index])
+            drawn.update(zip(index, tokens, strict=True))
         return drawn
 
     def _leave(self) -> None:

@@ -14,11 +14,7 @@ from .sampling import LanguageModel, one_per_row
 def start_many(model: LanguageModel, primes: list[str], rows: list[list[Row]]) -> list[Decoding]:
     """`start` for many requests at once: primes of the same length in tokens are read side
     by side, one pass for the group (a server's requests that arrive together)."""
-    ids = [model.encode_prime(prime) for prime in primes]
-    for encoded, group in zip(ids, rows, strict=True):
-        for row in group:
-            if row.constraint is not None:
-                row.constraint.read(encoded, "the prime")
+    ids = [model.read_prime(prime, group) for prime, group in zip(primes, rows, strict=True)]
     found: dict[int, Decoding] = {}
     by_length: dict[int, list[int]] = {}
     for index, encoded in enumerate(ids):

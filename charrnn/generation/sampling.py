@@ -133,13 +133,17 @@ class LanguageModel:
         logits, state = self._warm
         return logits.clone(), self.stepper.clone(state)
 
-    def start(self, prime: str, rows: list[Row]) -> Decoding:
-        """Read the prime from the warm start once; the logits and state, one per row."""
+    def read_prime(self, prime: str, rows: list[Row]) -> list[int]:
+        """The prime's ids, read by each row's constraint (a verse form checks it fits)."""
         ids = self.encode_prime(prime)
         for row in rows:
             if row.constraint is not None:
                 row.constraint.read(ids, "the prime")
-        logits, state = self.feed(ids)
+        return ids
+
+    def start(self, prime: str, rows: list[Row]) -> Decoding:
+        """Read the prime from the warm start once; the logits and state, one per row."""
+        logits, state = self.feed(self.read_prime(prime, rows))
         return one_per_row(logits, state, rows)
 
     def resume(self, context: tuple[torch.Tensor, list], text: str, rows: list[Row]) -> Decoding:

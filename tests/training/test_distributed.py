@@ -46,6 +46,18 @@ def train_two(tmp_path: Path, corpus: Path, run: Path, *extra: str) -> subproces
     )
 
 
+def wait_for_step(process: subprocess.Popen, run: Path, step: int) -> None:
+    """Until the running `process` has logged `step` in `run`'s metrics (4 minutes at most)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if (run / "metrics.jsonl").is_file():
+            lines = (run / "metrics.jsonl").read_text().splitlines()
+            if any(json.loads(line).get("step", 0) >= step for line in lines if line.endswith("}")):
+                break
+        time.sleep(0.02)
+    assert process.poll() is None, f"the run ended before step {step}: too soon to stop it"
+
+
 def weights(path: Path) -> dict[str, torch.Tensor]:
     return checkpoint.load(path)["model"]
 
@@ -85,14 +97,7 @@ def test_a_killed_two_process_run_resumes_bit_identical(tiny_corpus, tmp_path):
         command, env=environment(tmp_path), start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if (killed / "metrics.jsonl").is_file():
-            lines = (killed / "metrics.jsonl").read_text().splitlines()
-            if any(json.loads(line).get("step", 0) >= 150 for line in lines if line.endswith("}")):
-                break
-        time.sleep(0.02)
-    assert process.poll() is None, "the run ended before it could be killed"
+    wait_for_step(process, killed, 150)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert checkpoint.load(killed / "latest.pt")["trainer"]["step"] < 400
@@ -164,13 +169,7 @@ def test_a_sigtermed_two_process_run_saves_once_and_resumes_bit_identical(tiny_c
         command, env=environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if (cut / "metrics.jsonl").is_file():
-            lines = (cut / "metrics.jsonl").read_text().splitlines()
-            if any(json.loads(line).get("step", 0) >= 100 for line in lines if line.endswith("}")):
-                break
-        time.sleep(0.02)
+    wait_for_step(process, cut, 100)
     process.send_signal(signal.SIGTERM)  # what a scheduler sends the job's process
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 130, output[-2000:]
