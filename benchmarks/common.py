@@ -90,6 +90,7 @@ TOPICS = (  # results/<topic>/<name>.json, by the name's start
     ("load", "busy-machine"),
     ("throughput", "throughput"),
     ("serve", "serving"),
+    ("adapt", "fine-tuning"),
 )
 
 

@@ -37,6 +37,8 @@ _EXPORTS = {
     "read_corpus": "api",
     "CorpusError": "api",
     "DataConfig": "config",
+    "AdaptSettings": "config",
+    "Adaptation": "api",
     "ModelConfig": "config",
     "TrainConfig": "config",
     "SampleConfig": "config",

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import check_text
-from ..config import ModelConfig
+from ..config import AdaptSettings, ModelConfig
 from ..data import catalog
 from ..data.cache import PreparedCorpus
 from ..data.corpus import CorpusError, read_corpus
 from ..data.subword import SubwordTokenizer
 from ..data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
 from ..errors import ConfigError
+from ..generation.adaptation import Adaptation
 from ..generation.chat import ChatSession
 from ..generation.pool import Piece, StreamPool
 from ..generation.request import GenerationRequest
@@ -43,6 +44,7 @@ from ..model.checkpoint import CheckpointError
 from ..model.language_model import RNNLanguageModel
 from ..training.distributed import launch
 from ..training.events import TrainEvent, TrainResult
+from ..training.fine_tune import Parent, read_parent
 from ..training.rundir import RunDir, resolve_checkpoint
 from ..training.trainer import Trainer
 from .runs import (
@@ -57,6 +59,8 @@ from .runs import prepare_corpus as prepare
 
 __all__ = [
     "SURPRISAL_RANGE",
+    "AdaptSettings",
+    "Adaptation",
     "CharTokenizer",
     "ChatSession",
     "GenerationRequest",
@@ -68,6 +72,7 @@ __all__ = [
     "CheckpointInfo",
     "CorpusError",
     "LanguageModel",
+    "Parent",
     "PreparedCorpus",
     "RNNLanguageModel",
     "Sample",
@@ -97,10 +102,12 @@ __all__ = [
     "neuron_ranking",
     "plot_runs",
     "prepare",
+    "read_parent",
     "resume",
     "score_texts",
     "surprisal",
     "surprisal_page",
+    "text_or_file",
     "train",
     "unit_page",
     "write_page",
@@ -115,7 +122,7 @@ def score_texts(
     per_line: bool = False,
 ) -> list[Score]:
     """Score TEXT or a file's text as a whole, or each non-empty line ranked most likely first."""
-    text = _text_or_file(text, file)
+    text = text_or_file(text, file)
     check_text("TEXT", text)
     pieces = [line for line in text.splitlines() if line.strip()] if per_line else [text]
     if not pieces:
@@ -130,10 +137,10 @@ def surprisal(
     model: LanguageModel, text: str | None = None, file: str | os.PathLike | None = None
 ) -> list[TokenSurprisal]:
     """TEXT or a file's text, token by token, with surprisal in bits and the top-5 guesses."""
-    return model.surprisal(_text_or_file(text, file))
+    return model.surprisal(text_or_file(text, file))
 
 
-def _text_or_file(text: str | None, file: str | os.PathLike | None) -> str:
+def text_or_file(text: str | None, file: str | os.PathLike | None) -> str:
     if (text is None) == (file is None):
         raise ConfigError("give either TEXT or --file FILE")
     return read_corpus([file]) if file is not None else text
@@ -164,6 +171,7 @@ class CheckpointInfo:
     counters: dict[str, Any]
     metrics: dict[str, Any]
     format: str
+    parent: dict[str, Any] | None = None  # fine-tuned from: path, sha256, step
 
 
 def info(target: str | os.PathLike | None = None) -> CheckpointInfo:
@@ -186,6 +194,7 @@ def info(target: str | os.PathLike | None = None) -> CheckpointInfo:
         counters=state.get("trainer") or {},
         metrics=state.get("metrics") or {},
         format=f"v{state['format_version']}, charrnn {state.get('charrnn_version', '?')}",
+        parent=(state.get("train_config") or {}).get("init_from"),
     )
 
 

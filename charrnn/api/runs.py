@@ -30,8 +30,10 @@ from ..config import (
 from ..data.cache import PreparedCorpus, ProgressCallback, load_prepared, prepare
 from ..errors import ConfigError
 from ..generation.sampling import LanguageModel
+from ..model.checkpoint import read_tokenizer
 from ..model.language_model import RNNLanguageModel
 from ..training.distributed import Group
+from ..training.fine_tune import Parent, read_parent
 from ..training.plan import BUDGET_FIELDS, with_budget
 from ..training.rundir import RunDir, RunDirError
 from ..training.trainer import EventCallback, Trainer, TrainResult
@@ -77,15 +79,22 @@ def train(
     on_event: EventCallback | None = None,
     sample_prime: str = "",
     overwrite: bool = False,
+    init_from: str | os.PathLike | Parent | None = None,
+    keep_vocab: bool = False,
 ) -> TrainResult:
     """Train a model on a corpus (paths, corpus names, or an already prepared corpus).
 
     Model and batch sizes left as None are planned from the budget, the speed measured on this
     device and the corpus size (charrnn/training/plan). An
     existing run in `run_dir` is kept unless `overwrite` is true; resume it with `resume()`.
+
+    `init_from` (a run directory or checkpoint) fine-tunes: the model starts from that one's
+    weights, shape and tokenizer, grown by the corpus's new tokens unless `keep_vocab`
+    (training/fine_tune.py); the dropout, the step settings and the budget may be given.
     """
     train_config = train_config or TrainConfig()
     group = Group.from_env(train_config.device)
+    parent = read_parent(init_from) if init_from is not None else None
     try:
         if isinstance(inputs, PreparedCorpus):
             corpus = inputs
@@ -93,8 +102,15 @@ def train(
                 raise ConfigError(
                     "data_config differs from the prepared corpus's: prepare it again"
                 )
+            if parent is not None:
+                parent.check_corpus(corpus)
         else:
-            corpus = prepare_corpus(list(inputs), data_config)
+            corpus = prepare_corpus(
+                list(inputs), data_config, init_from=parent, keep_vocab=keep_vocab
+            )
+        if parent is not None:
+            model_config = parent.model_config(model_config)
+            train_config = dataclasses.replace(train_config, init_from=parent.record)
         trainer = Trainer(
             corpus,
             model_config or ModelConfig(),
@@ -103,6 +119,7 @@ def train(
             on_event=on_event if group.main else None,
             sampler=_training_sampler(corpus, train_config, sample_prime) if group.main else None,
             group=group,
+            initial_weights=parent.weights if parent is not None else None,
         )
         if not group.main:
             return _run(trainer, None)
@@ -118,10 +135,19 @@ def prepare_corpus(
     config: DataConfig | None = None,
     root: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
+    init_from: str | os.PathLike | Parent | None = None,
+    keep_vocab: bool = False,
 ) -> PreparedCorpus:
     """Tokenize a corpus (or reuse its token cache under `root`, default $CHARRNN_DATA). Under
-    torchrun rank 0 builds the cache and the other ranks then read it."""
-    return Group.from_env().first(lambda: prepare(inputs, config, root, progress))
+    torchrun rank 0 builds the cache and the other ranks then read it. With `init_from`, read
+    it through that model's tokenizer, grown by the corpus's new tokens unless `keep_vocab`."""
+    inputs = list(inputs)
+    tokenizer = None
+    if init_from is not None:
+        parent = read_parent(init_from)
+        config = parent.data_config(config)
+        tokenizer = parent.tokenizer_for(inputs, config, keep_vocab)
+    return Group.from_env().first(lambda: prepare(inputs, config, root, progress, tokenizer))
 
 
 def resume(
@@ -190,7 +216,10 @@ def _corpus_of(state: dict[str, Any], run_path: Path) -> PreparedCorpus:
             f"{run_path}: cannot resume: its token cache {cache_dir} and its corpus {missing[0]} "
             "are both gone"
         )
-    corpus = prepare(sources, from_dict(DataConfig, state["data_config"]))
+    # a fine-tuning run's ids are its own tokenizer's, not one fitted on the corpus again
+    fine_tuned = (state.get("train_config") or {}).get("init_from") is not None
+    tokenizer = read_tokenizer(state, run_path) if fine_tuned else None
+    corpus = prepare(sources, from_dict(DataConfig, state["data_config"]), tokenizer=tokenizer)
     if record.get("cache_key") and corpus.key != record["cache_key"]:
         raise RunDirError(
             f"{run_path}: cannot resume: the corpus {sources[0]} changed since the run started"

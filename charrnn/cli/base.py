@@ -14,11 +14,13 @@ import click
 from .. import __version__
 from ..checks import parse_duration
 from ..config import (
+    ADAPT_RULES,
     DECODING_ERRORS,
     DEVICES,
     EOS_MODES,
     LEVELS,
     SUBWORD_MODELS,
+    AdaptSettings,
     DataConfig,
 )
 from ..errors import CharRNNError, ConfigError, printable
@@ -199,6 +201,39 @@ def verse_options(command):
         ],
         command,
     )
+
+
+_ADAPT = AdaptSettings()
+
+
+def adapt_options(command):
+    """How a model adapts to a text it reads (dynamic evaluation): --adapt-lr and friends."""
+    return apply(
+        [
+            click.option(
+                "--adapt-lr", type=float, default=_ADAPT.lr, show_default=True,
+                help="Adaptation: step size (0: none, the trained weights' score).",
+            ),
+            click.option(
+                "--adapt-segment", type=int, default=_ADAPT.segment, show_default=True,
+                help="Adaptation: tokens read between steps.",
+            ),
+            click.option(
+                "--adapt-decay", type=float, default=_ADAPT.decay, show_default=True,
+                help="Adaptation: pull back toward the trained weights per step.",
+            ),
+            click.option(
+                "--adapt-rule", type=click.Choice(ADAPT_RULES), default=_ADAPT.rule,
+                show_default=True, help="Adaptation: RMS-normalised steps, or plain SGD.",
+            ),
+        ],
+        command,
+    )  # fmt: skip
+
+
+def pop_adapt_settings(options: dict) -> AdaptSettings:
+    names = ("lr", "segment", "decay", "rule")
+    return AdaptSettings(**{name: options.pop("adapt_" + name) for name in names}).validate()
 
 
 def format_option(*choices: str):

@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from dataclasses import asdict
 
 import click
 
+from ..errors import ConfigError
 from .base import (
+    adapt_options,
     cli,
     console,
     device_option,
     format_option,
     friendly_errors,
+    pop_adapt_settings,
     prime_text,
     sampling_options,
     verse_options,
 )
+
+
+def adaptation_line(source: str, adaptation) -> str:
+    a = adaptation
+    return (
+        f"adapted on {click.format_filename(source)}: {a.static.nats_per_token:.4f} -> "
+        f"{a.adapted.nats_per_token:.4f} nats/token while reading ({a.segments} steps"
+        + (f", {a.fallbacks} fallbacks to the trained weights" if a.fallbacks else "")
+        + f", {a.seconds:.1f} s)"
+    )
+
+
+def adaptation_record(adaptation) -> dict:
+    record = asdict(adaptation)
+    for name in ("static", "adapted"):
+        record[name].pop("text")
+    return {**record, "gain": adaptation.gain, "ms_per_1000_chars": adaptation.ms_per_1000_chars}
 
 
 def _warn(caught: list) -> None:
@@ -64,15 +85,37 @@ def _warn(caught: list) -> None:
 @format_option("text", "jsonl")
 @click.option("--no-stream", is_flag=True, help="Print when done instead of token by token.")
 @verse_options
+@click.option(
+    "--adapt-on",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="First read this file (- for stdin) and learn from it, to write in its style "
+    "(dynamic evaluation; the checkpoint is not changed).",
+)
+@click.option(
+    "--save-adapted",
+    type=click.Path(dir_okay=False),
+    help="With --adapt-on: also write the adapted model to this new checkpoint file.",
+)
+@adapt_options
 @device_option
 @friendly_errors
-def generate(checkpoint_path, output_format, no_stream, device, prime_file, **options) -> None:
+def generate(checkpoint_path, output_format, no_stream, device, prime_file, adapt_on, save_adapted, **options) -> None:  # fmt: skip
     """Write text with a trained model (default: the newest run under checkpoints/)."""
     from .. import api
     from ..console import json_line, write_model_text
 
     options["prime"] = prime_text(options["prime"], prime_file)
+    settings = pop_adapt_settings(options)
+    if save_adapted and not adapt_on:
+        raise ConfigError("--save-adapted goes with --adapt-on FILE")
+    if save_adapted and os.path.lexists(save_adapted):  # said before the reading, not after
+        raise ConfigError(f"--save-adapted {save_adapted} exists: choose a new file name")
     model = api.load(checkpoint_path, device)
+    if adapt_on:
+        model, adaptation = model.adapted(api.read_corpus([adapt_on]), settings)
+        click.echo(adaptation_line(adapt_on, adaptation), err=True)
+        if save_adapted:
+            click.echo(f"wrote {click.format_filename(str(model.save(save_adapted)))}", err=True)
     request = api.GenerationRequest(**{**options, "rhyme": options["rhyme"] or False})
     stream = (
         request.beam is None and request.num_samples == 1 and output_format == "text"
@@ -112,6 +155,13 @@ def generate(checkpoint_path, output_format, no_stream, device, prime_file, **op
     "--file", "file_path", type=click.Path(dir_okay=False), help="Score this file's text."
 )
 @click.option("--per-line", is_flag=True, help="Score each line on its own and rank them.")
+@click.option(
+    "--adapt",
+    is_flag=True,
+    help="Dynamic evaluation: also score with a copy of the model that learns from each "
+    "segment after predicting it; both losses side by side.",
+)
+@adapt_options
 @format_option("table", "json")
 @click.option("--show", is_flag=True, help="Print the text coloured by surprisal (bits per token).")
 @click.option(
@@ -120,12 +170,24 @@ def generate(checkpoint_path, output_format, no_stream, device, prime_file, **op
 )  # fmt: skip
 @device_option
 @friendly_errors
-def score(checkpoint_path, text, file_path, per_line, output_format, show, html_file, device) -> None:  # fmt: skip
+def score(checkpoint_path, text, file_path, per_line, output_format, show, html_file, device, adapt, **options) -> None:  # fmt: skip
     """How likely is TEXT under the model? Log-probability, nats/token, bits/char, perplexity."""
     from .. import api
-    from ..console import json_line, score_table
+    from ..console import adaptation_table, json_line, score_table
 
+    settings = pop_adapt_settings(options)
+    if adapt and (per_line or show or html_file):
+        raise ConfigError(
+            "--adapt scores the text as a whole: not with --per-line, --show or --html"
+        )
     model = api.load(checkpoint_path, device)
+    if adapt:
+        adaptation = model.adapt(api.text_or_file(text, file_path), settings)
+        if output_format == "json":
+            click.echo(json_line(adaptation_record(adaptation)))
+        else:
+            console().print(adaptation_table(adaptation))
+        return
     if show or html_file:
         from ..console import surprisal_text
 

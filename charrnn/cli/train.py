@@ -22,7 +22,9 @@ from ..errors import ConfigError
 from .base import cli, console, data_options, duration, friendly_errors, pop_data_config
 
 
-def _prepare_with_progress(corpus: tuple[str, ...], data_config, quiet: bool = False):
+def _prepare_with_progress(
+    corpus: tuple[str, ...], data_config, quiet: bool = False, parent=None, keep_vocab=False
+):
     from .. import api
     from ..console import byte_progress
 
@@ -35,7 +37,9 @@ def _prepare_with_progress(corpus: tuple[str, ...], data_config, quiet: bool = F
                 tasks[phase] = progress.add_task(label, total=total)
             progress.update(tasks[phase], completed=done, total=total)
 
-        return api.prepare(corpus or ("-",), data_config, progress=report)
+        return api.prepare(
+            corpus or ("-",), data_config, progress=report, init_from=parent, keep_vocab=keep_vocab
+        )
 
 
 @cli.command()
@@ -146,6 +150,20 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
     "if it validates lower (default on).",
 )
 @click.option(
+    "--from",
+    "--init-from",
+    "init_from",
+    type=click.Path(),
+    help="Fine-tune: start from this run's (or checkpoint's) model, shape and tokenizer; "
+    "new characters or words of CORPUS are added to its vocabulary.",
+)
+@click.option(
+    "--keep-vocab",
+    is_flag=True,
+    default=None,
+    help="With --from: keep the model's vocabulary; tokens it lacks read as <unk>.",
+)
+@click.option(
     "--resume", "resume_dir", type=click.Path(), help="Continue the run in this directory."
 )
 @click.option(
@@ -172,6 +190,9 @@ def train(
     the corpus size (see README); explicit options always win. Ctrl-C saves latest.pt and prints the command that resumes.
     On --resume, budget options (--max-steps, --max-time, --epochs) replace the run's budget;
     --eval-every, --log-every, --patience, --sample-every and --precision may change.
+    With --from RUN the model starts from that run's (fine-tuning); its shape and tokenizer
+    options are the run's own, and the learning rate, dropout and weight decay are planned for
+    a model that already knows the language.
     """
     from .. import api
     from ..console import TrainingDisplay, corpus_stats_table, train_summary, write_model_text
@@ -185,11 +206,14 @@ def train(
     given = {k: v for k, v in options.items() if v is not None}
     if given.get("max_time") == "none":
         given["max_time"] = None  # no time limit: train until --patience, other budgets or Ctrl-C
+    init_from, keep_vocab = given.pop("init_from", None), given.pop("keep_vocab", False)
+    if keep_vocab and not init_from:
+        raise ConfigError("--keep-vocab goes with --from RUN (fine-tuning)")
     if resume_dir:
-        if corpus or out or overwrite:
+        if corpus or out or overwrite or init_from:
             raise ConfigError(
-                "--resume continues a run on its own corpus and directory: give no CORPUS, "
-                "--out or --overwrite with it"
+                "--resume continues a run on its own corpus, directory and model: give no "
+                "CORPUS, --out, --overwrite or --from with it"
             )
         with TrainingDisplay(shown) as display:
             result = api.resume(resume_dir, overrides=given, on_event=display)
@@ -198,7 +222,11 @@ def train(
             raise ConfigError(
                 "give a CORPUS to train on (a file, directory, corpus name or -), or --resume RUN_DIR"
             )
-        prepared = _prepare_with_progress(corpus, pop_data_config(given), shown.quiet)
+        parent = api.read_parent(init_from) if init_from else None
+        if parent is not None:
+            parent.check_options(given)  # before reading the corpus
+        data = pop_data_config(given)
+        prepared = _prepare_with_progress(corpus, data, shown.quiet, parent, keep_vocab)
         model = {k: v for k, v in given.items() if k in MODEL_SIZE_FIELDS}
         header = corpus_stats_table(prepared.stats, prepared.directory)
         with TrainingDisplay(shown, header) as display:
@@ -209,6 +237,7 @@ def train(
                 train_config=TrainConfig(**{k: v for k, v in given.items() if k not in model}),
                 on_event=display,
                 overwrite=overwrite,
+                init_from=parent,
             )
     if shown.quiet:
         return

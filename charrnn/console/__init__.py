@@ -6,6 +6,7 @@ characters other than newline and tab are shown escaped, so a corpus cannot driv
 
 from .plots import curves_chart, gradients_chart, sparkline, surprisal_text, unit_text
 from .tables import (
+    adaptation_table,
     byte_progress,
     chat_header,
     checkpoint_table,
@@ -18,6 +19,7 @@ from .text import json_line, plain, safe_text, shown_token, write_model_text
 from .training import TrainingDisplay
 
 __all__ = [
+    "adaptation_table",
     "curves_chart",
     "gradients_chart",
     "sparkline",

@@ -69,6 +69,7 @@ def checkpoint_table(info: Any) -> Table:
             ("parameters", info.parameters),
             ("tokenizer", f"{tok['level']}, eos={tok['eos']}, vocabulary {tok['vocabulary']:,}"),
             ("corpus", ", ".join(info.sources) or "-"),
+            ("fine-tuned from", _parent(info.parent)),
             ("steps", counters.get("step")),
             ("tokens seen", counters.get("tokens")),
             ("training time", f"{counters.get('elapsed') or 0:.0f}s"),
@@ -84,6 +85,12 @@ def checkpoint_table(info: Any) -> Table:
     )
     table.title = plain(f"Checkpoint {info.path}")  # a path is never markup
     return table
+
+
+def _parent(parent: dict | None) -> str:
+    if not parent:
+        return "-"
+    return f"{parent['path']} (step {parent['step']}, sha256 {parent['sha256'][:12]})"
 
 
 def data_catalog_table(rows: Iterable[tuple[Any, bool]]) -> Table:
@@ -126,6 +133,29 @@ def score_table(scores: list, ranked: bool) -> Table:
             f"{score.tokens:,}",
             f"{score.unknown:,}",
         )
+    return table
+
+
+def adaptation_table(adaptation: Any) -> Table:
+    """`charrnn score --adapt`: the trained weights' score and the adapting copy's."""
+    a = adaptation
+    table = Table(title="Dynamic evaluation", title_justify="left")
+    for column in ("weights", "nats/token", "bits/char", "perplexity"):
+        table.add_column(column, justify="left" if column == "weights" else "right")
+    for name, score in (("trained (static)", a.static), ("adapting while reading", a.adapted)):
+        table.add_row(
+            name,
+            f"{score.nats_per_token:.4f}",
+            f"{score.bits_per_char:.4f}",
+            f"{score.perplexity:.3f}",
+        )
+    s = a.settings
+    table.caption = (
+        f"{a.gain:+.4f} nats/token from adapting; {a.static.tokens:,} tokens in {a.segments:,} "
+        f"segments of {s.segment}, {s.rule} steps of {s.lr:g}, decay {s.decay:g}; "
+        f"{a.ms_per_1000_chars:.0f} ms per 1,000 characters"
+        + (f"; fell back to the trained weights {a.fallbacks} times" if a.fallbacks else "")
+    )
     return table
 
 

@@ -88,11 +88,26 @@ def cache_root() -> Path:
     return catalog.data_dir() / "cache"
 
 
-def cache_key(sources: list[CorpusSource], config: DataConfig) -> str:
-    settings = json.dumps(
-        {"format": CACHE_FORMAT, "data": config.cache_key_fields()}, sort_keys=True
-    )
+def cache_key(
+    sources: list[CorpusSource], config: DataConfig, tokenizer: Tokenizer | None = None
+) -> str:
+    fields = {"format": CACHE_FORMAT, "data": config.cache_key_fields()}
+    if tokenizer is not None:  # read through a given tokenizer (fine-tuning), not one fitted here
+        fields["tokenizer"] = tokenizer_digest(tokenizer)
+    settings = json.dumps(fields, sort_keys=True)
     return hashlib.sha256((fingerprint(sources) + settings).encode()).hexdigest()[:20]
+
+
+def tokenizer_digest(tokenizer: Tokenizer) -> str:
+    text = json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def fit_tokenizer(inputs: Iterable[str | os.PathLike], config: DataConfig) -> Tokenizer:
+    """A tokenizer fitted on a corpus, nothing written (what a fine-tuning run adds from)."""
+    config = config.validate()
+    sources = find_sources(inputs, config.encoding)
+    return new_tokenizer(config).fit(iter_text(sources, config.encoding, config.errors), config)
 
 
 def prepare(
@@ -100,11 +115,13 @@ def prepare(
     config: DataConfig | None = None,
     root: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> PreparedCorpus:
-    """Tokenize a corpus (or reuse its cache) and return ids, tokenizer and stats."""
+    """Tokenize a corpus (or reuse its cache) and return ids, tokenizer and stats. With a
+    `tokenizer` the corpus is read through it as it is (a model fine-tuned keeps its ids)."""
     config = (config or DataConfig()).validate()
     sources = find_sources(inputs, config.encoding)
-    key = cache_key(sources, config)
+    key = cache_key(sources, config, tokenizer)
     stem = Path(sources[0].name).stem if len(sources) == 1 else "multi"
     directory = Path(root) if root is not None else cache_root()
     directory = directory / f"{stem[:40]}-{config.level}-{key}"
@@ -115,7 +132,7 @@ def prepare(
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
-        build(sources, config, staging, progress)
+        build(sources, config, staging, progress, tokenizer)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(staging, directory)
@@ -151,8 +168,10 @@ def build(
     config: DataConfig,
     directory: Path,
     progress: ProgressCallback | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> None:
-    """Fit the tokenizer on one pass, encode to `directory` on a second; the tail is validation."""
+    """Fit the tokenizer on one pass (or count the characters, given a `tokenizer`), encode to
+    `directory` on a second; the tail is validation."""
     started = time.perf_counter()
     characters = 0
 
@@ -166,7 +185,11 @@ def build(
     if sum(source.size for source in sources) == 0:
         raise CorpusError(f"{names}: corpus is empty")
     fit_chunks = counted(_text(sources, config, "fit", None, progress))
-    tokenizer = new_tokenizer(config).fit(fit_chunks, config)
+    if tokenizer is None:
+        tokenizer = new_tokenizer(config).fit(fit_chunks, config)
+    else:
+        for _ in fit_chunks:
+            pass
     if characters == 0:
         raise CorpusError(f"{names}: corpus is empty")
     val_start = characters - int(round(characters * config.val_fraction))

@@ -22,6 +22,17 @@ def new_tokenizer(config: DataConfig) -> Tokenizer:
     return tokenizer_class(config.level)(config.eos)
 
 
+def grown(base: Tokenizer, fitted: Tokenizer) -> Tokenizer:
+    """`base` with the tokens `fitted` (the same level, fitted on new text) has and it lacks
+    appended after its own, so every id of `base` keeps its meaning. A subword tokenizer is
+    returned as it is: its byte fallback already spells any new character."""
+    if not isinstance(base, (CharTokenizer, WordTokenizer)) or type(fitted) is not type(base):
+        return base
+    known = set(base.tokens)
+    new = [token for token in fitted.tokens[2:] if token not in known]
+    return type(base)(base.eos, [*base.tokens[2:], *new]) if new else base
+
+
 def tokenizer_from_dict(data: dict) -> Tokenizer:
     """A fitted tokenizer from its `to_dict()`."""
     level = data.get("level")

@@ -20,6 +20,7 @@ import torch
 
 from ..checks import check_text
 from ..config import SampleConfig
+from ..data.corpus import CorpusError, read_corpus
 from ..errors import ConfigError
 from .decoding import Decoding, Row, Sampler, Stops, decode
 from .request import GenerationRequest
@@ -37,6 +38,7 @@ HELP = """\
 /save FILE       save the transcript (.json for JSON, else text); never replaces a file
 /save! FILE      save it, replacing FILE
 /retry           sample the last reply again from the same state
+/adapt FILE      learn from FILE's text, then talk in its style (the checkpoint is unchanged)
 /quit            leave (Ctrl-D works too)"""
 
 
@@ -197,6 +199,16 @@ class ChatSession:
                 return CommandResult(f"(transcript saved to {self.save(argument)})")
             if name == "/retry":
                 return CommandResult(stream=self.retry())
+            if name == "/adapt":
+                if not argument:
+                    return CommandResult("usage: /adapt FILE")
+                self.model, result = self.model.adapted(read_corpus([argument]))
+                self.reset()
+                return CommandResult(
+                    f"(adapted on {argument}: {result.static.nats_per_token:.3f} -> "
+                    f"{result.adapted.nats_per_token:.3f} nats/token while reading it; "
+                    "the conversation starts over)"
+                )
             if name == "/temp":
                 self._change(temperature=float(argument))
                 return CommandResult(f"(temperature {self.sampling.temperature})")
@@ -213,6 +225,8 @@ class ChatSession:
                 return CommandResult(f"(seed {self.sampling.seed})")
         except OSError as error:
             return CommandResult(f"{name}: {error.strerror or error}")
+        except CorpusError as error:
+            return CommandResult(f"{name}: {error}")
         except ValueError as error:
             message = str(error) if isinstance(error, ConfigError) else f"cannot read {argument!r}"
             return CommandResult(f"{name}: {message}")

@@ -14,12 +14,14 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..checks import check_text
+from ..config import AdaptSettings
 from ..data.tokenizers import EOS_ID, UNK_ID, Tokenizer
 from ..model import checkpoint
 from ..model.devices import ThreadGovernor, pick_device
@@ -27,6 +29,7 @@ from ..model.language_model import RNNLanguageModel
 from ..model.single_step import SingleStep
 from ..training.rundir import resolve_checkpoint
 from .activations import Activations, record
+from .adaptation import Adaptation, Adapter, adapted_model
 from .decoding import Beam, Decoding, Row, Sampler, decode
 from .feed import Feed, text_chunks
 from .request import GenerationRequest
@@ -240,6 +243,25 @@ class LanguageModel:
     def surprisal(self, text: str, top: int = 5) -> list[TokenSurprisal]:
         """Each token of `text` with its surprisal in bits and the model's top guesses there."""
         return surprisal(self.model, self.tokenizer, text, top)
+
+    def adapt(self, text: str, settings: AdaptSettings | None = None) -> Adaptation:
+        """Dynamic evaluation: `text` scored by this model and by a copy that learns from each
+        segment after predicting it (adaptation.py). This model is left as it was."""
+        return Adapter(self.model, settings).read(self.tokenizer, text)
+
+    def adapted(
+        self, text: str, settings: AdaptSettings | None = None
+    ) -> tuple[LanguageModel, Adaptation]:
+        """A new model that has read `text` and learnt from it (to write in its style), with
+        the scores of that reading. This model is left as it was."""
+        model, result = adapted_model(self.model, self.tokenizer, text, settings)
+        state = {**self.state, "adapted_on": result.record}
+        return LanguageModel(model, self.tokenizer, state, self.device), result
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write this model (an adapted one, say) as a checkpoint that `generate` and `info`
+        read; an existing file is never replaced."""
+        return checkpoint.save_new(self.state, self.model, path)
 
     def activations(self, text: str) -> Activations:
         """Every hidden (and LSTM cell) unit after each token of `text` (neurons.py)."""

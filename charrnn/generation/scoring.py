@@ -47,10 +47,10 @@ def score_text(model: RNNLanguageModel, tokenizer: Tokenizer, text: str) -> Scor
         tokens += len(window.targets)
     if not tokens:
         raise ConfigError("nothing to score: the text is empty")
-    return _score(text, tokens, unknown, nats)
+    return make_score(text, tokens, unknown, nats)
 
 
-def _score(text: str, tokens: int, unknown: int, nats: float) -> Score:
+def make_score(text: str, tokens: int, unknown: int, nats: float) -> Score:
     return Score(
         text=text,
         tokens=tokens,
@@ -86,7 +86,7 @@ def score_many(model: RNNLanguageModel, tokenizer: Tokenizer, texts: list[str]) 
     if encoded:
         nats = _side_by_side(model, encoded)
         for i, ids in encoded.items():
-            scores[i] = _score(texts[i], len(ids), int((ids == UNK_ID).sum()), nats[i])
+            scores[i] = make_score(texts[i], len(ids), int((ids == UNK_ID).sum()), nats[i])
     return [scores[i] for i in range(len(texts))]
 
 

@@ -93,6 +93,19 @@ def save(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return _atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
+def save_new(state: dict[str, Any], model: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """A checkpoint of `model` with the rest of `state` (its configs, tokenizer, records; not
+    its optimizer), at a path that must not exist yet."""
+    path = Path(path)
+    if path.exists():
+        raise CheckpointError(f"{path} exists: choose a new file name")
+    kept = {k: v for k, v in state.items() if k not in ("optimizer", "format_version")}
+    try:
+        return save({**kept, "model": model.state_dict()}, path)
+    except OSError as error:
+        raise CheckpointError(f"cannot write {path}: {error.strerror or error}") from None
+
+
 def write_text(path: Path, text: str) -> Path:
     return _atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))
 

@@ -142,6 +142,20 @@ class RNNLanguageModel(nn.Module):
             output, hidden = self.rnn(embedded, hidden)
         return self.decoder(locked_dropout(output, p, training)), hidden
 
+    @torch.no_grad()
+    def load_grown(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load the weights of a model with the same shape and a smaller vocabulary (the first
+        ids of this one): the rows of tokens it lacked start as the mean of its rows, near the
+        average token rather than at a random scale (fine-tuning on text with new symbols)."""
+        for name, target in self.state_dict().items():
+            stored = weights[name].to(target.dtype)
+            if stored.shape[0] < target.shape[0] and name in VOCABULARY_ROWS:
+                extra = stored.mean(dim=0, keepdim=True).expand(
+                    target.shape[0] - stored.shape[0], *stored.shape[1:]
+                )
+                stored = torch.cat([stored, extra])
+            target.copy_(stored)
+
     def logits_after(self, hidden: Hidden) -> torch.Tensor:
         """The decoder's logits (B, V) from a final (L, B, H) state, as forward() computes them
         for the last step."""
@@ -177,6 +191,7 @@ class RNNLanguageModel(nn.Module):
         return outputs, torch.cat(finals)
 
 
+VOCABULARY_ROWS = ("embedding.weight", "decoder.weight", "decoder.bias")  # a row per token
 FUSED_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # one layer's, in _VF's order
 
 

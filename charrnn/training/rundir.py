@@ -25,20 +25,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
 from ..errors import CharRNNError
 from ..model import checkpoint
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: runs are not locked there
-    fcntl = None
+from .runlock import LOCK, RunInUse, RunLock
 
 BEST, LATEST = "best.pt", "latest.pt"
-CONFIG, METRICS, SAMPLES, LOCK = "config.json", "metrics.jsonl", "samples.txt", ".lock"
+CONFIG, METRICS, SAMPLES = "config.json", "metrics.jsonl", "samples.txt"
 _SAMPLE_HEADER = re.compile(r"^--- step (\d+)", re.MULTILINE)
 
 
@@ -81,7 +76,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path).absolute()
-        self._lock_handle = None
+        self._lock = RunLock(self.path / LOCK)
         self.notes: list[str] = []  # what opening the run found and mended, said when it starts
 
     # -- opening -----------------------------------------------------------------------------
@@ -117,30 +112,15 @@ class RunDir:
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
-    # -- the lock ----------------------------------------------------------------------------
+    # -- the lock (runlock.py) ----------------------------------------------------------------
     def lock(self) -> None:
-        if fcntl is None or self._lock_handle is not None:
-            return
-        handle = self._writable(lambda: open(self.path / LOCK, "a+"), self.path / LOCK)
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise RunDirError(
-                f"{self.path} is in use by {holder}: wait for it to finish or stop it"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"charrnn pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        self._lock_handle = handle
+            self._writable(self._lock.acquire, self.path / LOCK)
+        except RunInUse as error:
+            raise RunDirError(str(error)) from None
 
     def release(self) -> None:
-        if self._lock_handle is not None:
-            self._lock_handle.close()  # closing the descriptor drops the flock
-            self._lock_handle = None
+        self._lock.release()
 
     def clean_leftovers(self) -> list[Path]:
         """Remove temp files of saves that a killed process never finished."""

@@ -50,6 +50,7 @@ class Trainer:
         sampler: SampleWriter | None = None,
         resume_state: dict | None = None,
         group: Group | None = None,
+        initial_weights: dict | None = None,
     ) -> None:
         check_validation_split(corpus.stats.val_tokens)
         self.corpus = corpus
@@ -71,6 +72,8 @@ class Trainer:
         self.governor = ThreadGovernor(start=start) if not (c.threads or group.active) else None
         torch.manual_seed(c.seed)
         self.model = RNNLanguageModel(model_config).to(self.device)
+        if initial_weights is not None and resume_state is None:  # fine-tuning (fine_tune.py)
+            self.model.load_grown(initial_weights)
         stepped = group.wrap(self.model)  # the model DDP averages gradients of, or itself
         if group.rank:
             torch.manual_seed(c.seed + group.rank)  # each rank's own dropout masks

@@ -189,6 +189,11 @@ def lr_for(hidden: int) -> float:
     return 3e-3 if hidden <= 512 else 2e-3 if hidden <= 768 else 1e-3
 
 
+# A run that starts from a trained model (training/fine_tune.py) peaks at this share of the lr
+# lr_for gives its width: MEASURED_BELOW
+FINE_TUNE_LR_SCALE = 0.3
+
+
 def tokens_per_weight_for(hidden: int) -> float:
     """Training tokens per weight a shape this wide needs before a bigger one is worth it:
     1.5 up to 256 units wide (lr 8e-3), 4 wider."""

@@ -19,6 +19,7 @@ from .budget import DEFAULT_BUDGET, Budget
 from .rule import (
     BPTT,
     EMBED,
+    FINE_TUNE_LR_SCALE,
     MEASURE_SHARE,
     SHORT_BPTT,
     SHORT_BPTT_FROM_EPOCHS,
@@ -270,7 +271,8 @@ def choose_sizes(
     bptt = BPTT
     if plan is not None and device.type == "cpu" and plan.epochs >= SHORT_BPTT_FROM_EPOCHS:
         bptt = SHORT_BPTT  # a GPU keeps 64: its steps cost time, not its tokens
-    steps = {"batch_size": default_batch(device), "bptt": bptt, "lr": lr_for(model.hidden)}
+    lr = lr_for(model.hidden) * (FINE_TUNE_LR_SCALE if train.init_from else 1.0)
+    steps = {"batch_size": default_batch(device), "bptt": bptt, "lr": lr}
     for name, value in steps.items():
         if getattr(train, name) is None:
             setattr(train, name, value)

@@ -1,4 +1,5 @@
-"""Plain dataclasses for every setting, with validation and dict round trips.
+"""Plain dataclasses for the settings of data, model and training, with validation and dict
+round trips.
 
 Defaults are the documented, measured choices (see BENCHMARKS.md); the CLI passes only what the
 user typed, so a Python user and a CLI user get the same model from the same corpus.
@@ -11,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .cell_registry import CELLS
-from .checks import MAX_PARAMETERS, MAX_UNITS, check, check_between, check_choice, check_seed
+from ..cell_registry import CELLS
+from ..checks import MAX_PARAMETERS, MAX_UNITS, check, check_between, check_choice, check_seed
 
 LEVELS = ("char", "word", "subword")
 EOS_MODES = ("line", "blank-line", "none")
@@ -196,6 +197,9 @@ class TrainConfig:
     sync_every: int | None = None  # steps between host syncs; None: 1 on a CPU, log_every on GPUs
     # a planned run averages its last weights and keeps the average if it scores lower
     average_weights: bool = True
+    # fine-tuning: the checkpoint the weights started from (path, sha256, step); set by
+    # train(init_from=...), recorded for the run's lineage
+    init_from: dict[str, Any] | None = None
 
     def validate(self, resolved: bool = True) -> TrainConfig:
         """`resolved=False` checks what is given before sizes left as None are planned."""
@@ -238,34 +242,6 @@ class TrainConfig:
         check_between("--threads", self.threads, 1, 1024, optional=True)
         check_choice("--precision", self.precision, PRECISIONS)
         check_between("--sync-every", self.sync_every, 1, 1e9, optional=True)
-        check_seed("--seed", self.seed)
-        return self
-
-
-@dataclass
-class SampleConfig:
-    """How tokens are drawn from the model's distribution."""
-
-    temperature: float = 0.8
-    top_k: int | None = None
-    top_p: float | None = None
-    greedy: bool = False
-    seed: int | None = None
-
-    def validate(self) -> SampleConfig:
-        """top_k 0 and top_p 1 mean off, in the CLI, in chat and from Python alike."""
-        check(
-            isinstance(self.temperature, (int, float))
-            and math.isfinite(self.temperature)
-            and self.temperature > 0,
-            f"--temperature must be > 0 (got {self.temperature}); use --greedy for argmax",
-        )
-        check_between("--top-k", self.top_k, 0, 1e9, optional=True)
-        check(
-            self.top_p is None
-            or (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0),
-            f"--top-p must be in (0, 1] (got {self.top_p})",
-        )
         check_seed("--seed", self.seed)
         return self
 
