@@ -17,7 +17,9 @@ ADAPTERS = ("console", "cli", "serve", "__main__")
 # what an adapter may import: the door, the plain settings and errors, the renderers
 ADAPTER_MAY_IMPORT = {"charrnn", "api", "config", "errors", "checks", "console", "cli", "serve"}
 MAX_LINES = 300
-STDLIB_PRIVATE_NAMES = {"_exit"}  # os._exit: the standard library's documented name
+# os._exit: the standard library's documented name; torch._weight_int8pack_mm: PyTorch's CPU
+# kernel for int8 weights, which has no public name (model/reduced.py asks once whether it runs)
+STDLIB_PRIVATE_NAMES = {"_exit", "_weight_int8pack_mm"}
 
 
 def module_name(path: Path) -> str:

@@ -73,7 +73,8 @@ def observe(tmp_path: Path, name: str) -> dict:
             precision="auto" if name.endswith("auto-precision") else "fp32",
         ),
     )
-    lm = charrnn.load(result.run_dir)
+    # fp32 sampling weights: the texts pinned before int8 sampling became the CPU's default
+    lm = charrnn.load(result.run_dir, precision="fp32")
     seen: dict = {
         "best": weights_hash(result.run_dir / "best.pt"),
         "latest": weights_hash(result.run_dir / "latest.pt"),

@@ -19,6 +19,7 @@ from ..config import (
     DEVICES,
     EOS_MODES,
     LEVELS,
+    SAMPLING_PRECISIONS,
     SUBWORD_MODELS,
     AdaptSettings,
     DataConfig,
@@ -168,6 +169,15 @@ def sampling_options(command):
         command,
     )
 
+
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(SAMPLING_PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="The sampling step's weights: int8 reads a quarter of the bytes per token (one "
+    "stream is bound by memory); auto takes it on a CPU; fp32 gives the fp32 weights' text.",
+)
 
 device_option = click.option(
     "--device",

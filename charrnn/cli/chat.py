@@ -12,6 +12,7 @@ from .base import (
     console,
     device_option,
     friendly_errors,
+    precision_option,
     prime_text,
     sampling_options,
     verse_options,
@@ -31,11 +32,12 @@ from .base import (
     help="Read this file's text (- for stdin) before the first turn: any length.",
 )  # fmt: skip
 @verse_options
+@precision_option
 @device_option
 @friendly_errors
 def chat(
     checkpoint_path, temperature, top_k, top_p, seed, user_prefix, bot_prefix, max_reply,
-    prime_file, form, rhyme, tones, device,
+    prime_file, form, rhyme, tones, device, precision,
 ) -> None:  # fmt: skip
     """Talk to a model in the terminal; it remembers the conversation. /help lists commands."""
     from .. import api
@@ -48,7 +50,7 @@ def chat(
         rhyme=rhyme or False, tones=tones,
     )  # fmt: skip
     session = api.chat_session(
-        api.load(checkpoint_path, device), request, user_prefix, bot_prefix, max_reply
+        api.load(checkpoint_path, device, precision), request, user_prefix, bot_prefix, max_reply
     )
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="surrogateescape")  # bad bytes: a clear error, not a crash

@@ -18,6 +18,7 @@ from .base import (
     format_option,
     friendly_errors,
     pop_adapt_settings,
+    precision_option,
     prime_text,
     sampling_options,
     verse_options,
@@ -97,9 +98,10 @@ def _warn(caught: list) -> None:
     help="With --adapt-on: also write the adapted model to this new checkpoint file.",
 )
 @adapt_options
+@precision_option
 @device_option
 @friendly_errors
-def generate(checkpoint_path, output_format, no_stream, device, prime_file, adapt_on, save_adapted, **options) -> None:  # fmt: skip
+def generate(checkpoint_path, output_format, no_stream, device, precision, prime_file, adapt_on, save_adapted, **options) -> None:  # fmt: skip
     """Write text with a trained model (default: the newest run under checkpoints/)."""
     from .. import api
     from ..console import json_line, write_model_text
@@ -110,7 +112,7 @@ def generate(checkpoint_path, output_format, no_stream, device, prime_file, adap
         raise ConfigError("--save-adapted goes with --adapt-on FILE")
     if save_adapted and os.path.lexists(save_adapted):  # said before the reading, not after
         raise ConfigError(f"--save-adapted {save_adapted} exists: choose a new file name")
-    model = api.load(checkpoint_path, device)
+    model = api.load(checkpoint_path, device, precision)
     if adapt_on:
         model, adaptation = model.adapted(api.read_corpus([adapt_on]), settings)
         click.echo(adaptation_line(adapt_on, adaptation), err=True)

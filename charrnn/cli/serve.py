@@ -10,7 +10,7 @@ import signal
 import click
 
 from ..errors import ConfigError
-from .base import cli, friendly_errors
+from .base import cli, friendly_errors, precision_option
 
 SERVE_HINT = "charrnn serve needs the serve extra: pip install -e '.[serve]'"
 
@@ -28,8 +28,9 @@ SERVE_HINT = "charrnn serve needs the serve extra: pip install -e '.[serve]'"
     "--max-tokens", type=int, default=2000, show_default=True,
     help="The most tokens one request may ask for.",
 )  # fmt: skip
+@precision_option
 @friendly_errors
-def serve(targets, host, port, api_key, max_streams, max_tokens) -> None:
+def serve(targets, host, port, api_key, max_streams, max_tokens, precision) -> None:
     """Serve trained models over HTTP: OpenAI-compatible /v1 endpoints, /api/generate, /api/score,
     a run's metrics, and a page at / (default: the newest run)."""
     try:
@@ -48,7 +49,7 @@ def serve(targets, host, port, api_key, max_streams, max_tokens) -> None:
             f"Warning: serving on {host} without --api-key: anyone who can reach it can use it",
             err=True,
         )
-    models = load_models(list(targets))
+    models = load_models(list(targets), precision=precision)
     app = create_app(models, api_key, max_streams, max_tokens)
     names = ", ".join(models)
     click.echo(

@@ -6,7 +6,7 @@ settings of data, model and training are in settings.py, those of using a model 
 """
 
 from ..cell_registry import CELLS
-from .generation import ADAPT_RULES, AdaptSettings, SampleConfig
+from .generation import ADAPT_RULES, SAMPLING_PRECISIONS, AdaptSettings, SampleConfig
 from .settings import (
     ADAM_BETAS,
     AUTO,
@@ -47,6 +47,7 @@ __all__ = [
     "ModelConfig",
     "OPTIMIZERS",
     "PRECISIONS",
+    "SAMPLING_PRECISIONS",
     "SUBWORD_MODELS",
     "SampleConfig",
     "TORCH_ADAM_BETAS",

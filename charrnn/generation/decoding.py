@@ -261,3 +261,16 @@ def decode(
             row.pieces.append(tail)
             if strategy.streams:
                 yield index, tail
+
+
+def one_per_row(logits: torch.Tensor, state: list, rows: list[Row]) -> Decoding:
+    """One stream's logits (1, V) and state, copied for each of its rows."""
+    batch = len(rows)
+    if batch > 1:
+        state = [
+            tuple(t.expand(batch, -1).contiguous() for t in s)
+            if isinstance(s, tuple)
+            else s.expand(batch, -1).contiguous()
+            for s in state
+        ]
+    return Decoding(logits.expand(batch, -1).contiguous(), state, rows)

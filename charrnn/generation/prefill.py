@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from .decoding import Decoding, Row, select_rows
+from .decoding import Decoding, Row, one_per_row, select_rows
 from .feed import Feed
-from .sampling import LanguageModel, one_per_row
+from .sampling import LanguageModel
 
 
 def start_many(model: LanguageModel, primes: list[str], rows: list[list[Row]]) -> list[Decoding]:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from .cells import LayerWeights
 from .language_model import Hidden, RNNLanguageModel
+from .reduced import Int8Matrix, addmm
 
 
 class SingleStep:
@@ -19,7 +20,9 @@ class SingleStep:
     each (B, H).
     """
 
-    def __init__(self, model: RNNLanguageModel) -> None:
+    def __init__(self, model: RNNLanguageModel, precision: str = "fp32") -> None:
+        """`precision`: "fp32" (the model's own weights) or "int8" (reduced.py: a quarter of the
+        bytes per token, for a stream bound by memory)."""
         c = model.config
         self.cell = model.cell
         self.paired = model.cell.spec.paired
@@ -53,6 +56,18 @@ class SingleStep:
                 )
             self.decoder_weight = model.decoder.weight.detach().t().contiguous()
             self.decoder_bias = model.decoder.bias.detach().clone()
+        self.precision = precision
+        if precision == "int8":
+            self._reduce(model.cell.spec.recurrent)
+
+    def _reduce(self, recurrent: bool) -> None:
+        """The matrices a step multiplies, as int8 (the first layer's table stays fp32)."""
+        for layer, weights in enumerate(self.weights):
+            if layer > 0:
+                weights.w_ih = Int8Matrix.of(weights.w_ih)
+            if recurrent:
+                weights.w_hh = Int8Matrix.of(weights.w_hh)
+        self.decoder_weight = Int8Matrix.of(self.decoder_weight)
 
     def zero_state(self, batch_size: int) -> list:
         zeros = torch.zeros(batch_size, self.hidden_size, device=self.decoder_bias.device)
@@ -86,9 +101,9 @@ class SingleStep:
             if layer == 0:
                 projected = self.input_table.index_select(0, ids)
             else:
-                projected = torch.addmm(weights.b_ih, x, weights.w_ih)
+                projected = addmm(weights.b_ih, x, weights.w_ih)
             x, layer_state = self.cell.step(projected, state[layer], weights, self.hidden_size)
             new_state.append(layer_state)
             outputs.append(x)
         read = torch.cat(outputs, dim=1) if self.every_layer else x
-        return torch.addmm(self.decoder_bias, read, self.decoder_weight), new_state
+        return addmm(self.decoder_bias, read, self.decoder_weight), new_state

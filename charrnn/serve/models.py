@@ -109,14 +109,17 @@ def model_names(targets: list[str | os.PathLike]) -> list[str]:
 
 
 def load_models(
-    targets: list[str | os.PathLike], max_rows: int = 4096, device: str = "cpu"
+    targets: list[str | os.PathLike],
+    max_rows: int = 4096,
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> dict[str, ServedModel]:
     """Load each checkpoint or run directory (None: the newest run) and start its pool."""
     targets = list(targets) or [None]
     resolved = [api.resolve_checkpoint(target) for target in targets]
     served = {}
     for name, path in zip(model_names(resolved), resolved, strict=True):
-        model = api.load(path, device)
+        model = api.load(path, device, precision)
         run = path.parent if (path.parent / "metrics.jsonl").is_file() else None
         dispatcher = Dispatcher()
         pool = api.StreamPool(model, max_rows, after_step=dispatcher.after_step)

@@ -23,7 +23,8 @@ def tiny_lm():
     )
     with torch.no_grad():  # sharpen the distribution so the best path is unambiguous
         net.decoder.weight.mul_(6)
-    return LanguageModel(net, tokenizer)
+    # fp32 sampling weights: the exhaustive search reads the model's own weights
+    return LanguageModel(net, tokenizer, precision="fp32")
 
 
 def exhaustive(lm: LanguageModel, prime: str, length: int) -> list[tuple[float, str]]:

@@ -146,13 +146,16 @@ def test_the_plan_knows_it_is_fine_tuning(trained_run, new_corpus, tmp_path):
     """Without --lr a fine-tuning run peaks lower than a run from scratch of the same width."""
     from charrnn.training.plan.rule import FINE_TUNE_LR_SCALE, lr_for
 
-    config = TrainConfig(**{**TINY_TRAIN, "lr": None, "max_steps": 5})
+    config = TrainConfig(**{**TINY_TRAIN, "lr": None, "eval_every": None, "max_steps": 5})
     result = charrnn.train(
         [new_corpus], tmp_path / "ft", train_config=config, init_from=trained_run
     )
     train = json.loads((result.run_dir / "config.json").read_text())["train"]
     assert train["lr"] == pytest.approx(lr_for(TINY_MODEL["hidden"]) * FINE_TUNE_LR_SCALE)
     assert FINE_TUNE_LR_SCALE < 1
+    # and it evaluates once per epoch of the new corpus: a small corpus overfits within epochs
+    tokens = api.prepare([new_corpus], init_from=trained_run).stats.train_tokens
+    assert train["eval_every"] == round(tokens / (4 * 8))
 
 
 def test_a_word_parent_grows_by_words(new_corpus, tiny_corpus, tmp_path):

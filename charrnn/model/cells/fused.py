@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..reduced import addmm
 from .base import Cell, LayerWeights
 
 FUSED_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # one layer's, in _VF's order
@@ -28,7 +29,7 @@ class LSTM(FusedCell):
 
     def step(self, projected, state, weights: LayerWeights, size: int):
         h, c = state
-        gates = torch.addmm(projected, h, weights.w_hh)
+        gates = addmm(projected, h, weights.w_hh)
         # One sigmoid over all four gates is cheaper than three calls on slices.
         sig = torch.sigmoid(gates)
         candidate = torch.tanh(gates[:, 2 * size : 3 * size])
@@ -46,7 +47,7 @@ class GRU(FusedCell):
 
     def step(self, projected, state, weights: LayerWeights, size: int):
         h = state
-        recurrent = torch.addmm(weights.b_hh, h, weights.w_hh)
+        recurrent = addmm(weights.b_hh, h, weights.w_hh)
         ir, iz, inew = projected.chunk(3, dim=1)
         hr, hz, hnew = recurrent.chunk(3, dim=1)
         r = torch.sigmoid(ir + hr)
@@ -69,6 +70,6 @@ class RNN(FusedCell):
         return nn.RNN(embed, hidden, layers, nonlinearity=nonlinearity, batch_first=True)
 
     def step(self, projected, state, weights: LayerWeights, size: int):
-        pre = torch.addmm(projected, state, weights.w_hh)
+        pre = addmm(projected, state, weights.w_hh)
         x = torch.relu(pre) if self.relu else torch.tanh(pre)
         return x, x

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..reduced import addmm
 from .base import LayerWeights
 from .custom import CustomCell, CustomRNN
 
@@ -25,7 +26,7 @@ class PeepholeLSTM(CustomCell):
 
     def step(self, projected, state, weights: LayerWeights, size: int):
         h, c = state
-        gates = torch.addmm(projected, h, weights.w_hh).view(-1, 4, size)
+        gates = addmm(projected, h, weights.w_hh).view(-1, 4, size)
         # the peepholes (zero in the candidate's slot) in one op, then one sigmoid
         gates = torch.addcmul(gates, weights.extra, c.unsqueeze(1)).view(-1, 4 * size)
         sig = torch.sigmoid(gates)

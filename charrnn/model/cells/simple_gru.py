@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..reduced import addmm
 from .base import LayerWeights
 from .custom import CustomCell, CustomRNN
 
@@ -25,7 +26,7 @@ class SimpleGRU(CustomCell):
 
     def step(self, projected, state, weights: LayerWeights, size: int):
         h = state
-        gates = torch.addmm(projected, h, weights.w_hh)
+        gates = addmm(projected, h, weights.w_hh)
         u, candidate = gates.chunk(2, dim=1)
         x = h + torch.sigmoid(u) * (torch.tanh(candidate) - h)
         return x, x

@@ -19,6 +19,7 @@ from .budget import DEFAULT_BUDGET, Budget
 from .rule import (
     BPTT,
     EMBED,
+    FINE_TUNE_EVAL_EPOCHS,
     FINE_TUNE_LR_SCALE,
     MEASURE_SHARE,
     SHORT_BPTT,
@@ -276,6 +277,9 @@ def choose_sizes(
     for name, value in steps.items():
         if getattr(train, name) is None:
             setattr(train, name, value)
+    if train.init_from and train.eval_every is None:  # fine-tuning overfits within epochs
+        per_epoch = corpus_tokens / (processes * train.batch_size * train.bptt)
+        train.eval_every = max(1, round(per_epoch * FINE_TUNE_EVAL_EPOCHS))
     return model, train, plan
 
 
