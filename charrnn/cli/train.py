@@ -135,8 +135,9 @@ def prepare(corpus: tuple[str, ...], **options) -> None:
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
-    help="Training arithmetic (default auto: bf16 for the LSTM on a CPU with AMX, else fp32 on a "
-    "CPU; bf16 on a GPU that has it, else fp16).",
+    help="Training arithmetic (default auto: bf16 for lstm, lstm-peephole, gru-simple and mingru "
+    "on a CPU that multiplies bf16 (AMX, AVX-512 BF16), else fp32 on a CPU; bf16 on a GPU that "
+    "has it, else fp16).",
 )
 @click.option(
     "--sync-every",

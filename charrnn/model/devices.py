@@ -31,9 +31,9 @@ def pick_device(name: str) -> torch.device:
 
 def resolve_precision(precision: str, device: torch.device, cell: str = "lstm") -> str:
     """'auto': bf16 on a GPU that has it, else fp16 (with loss scaling); on a CPU, bf16 for the
-    LSTM where the CPU multiplies bf16 in hardware (oneDNN's bf16 LSTM trains 2.4x faster than fp32
-    on an AMX Xeon at the same loss per token; 1.6x on an AMD Zen 4's AVX-512 BF16 for about 0.008
-    nats more per token: BENCHMARKS.md, round 17), else fp32 (the other cells gain 0-10% or lose)."""
+    cells of CPU_BF16_CELLS where the CPU multiplies bf16 in hardware (oneDNN's bf16 LSTM trains
+    2.4x faster than fp32 on an AMX Xeon at the same loss per token; 1.6x on an AMD Zen 4's AVX-512
+    BF16 for about 0.008 nats more per token: BENCHMARKS.md, round 17), else fp32."""
     if precision == "fp16" and device.type == "cpu":
         raise TrainingError(
             "--precision fp16 needs a GPU: a CPU's LSTM has no fp16 kernel (use bf16)"
@@ -52,7 +52,11 @@ def resolve_precision(precision: str, device: torch.device, cell: str = "lstm") 
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-CPU_BF16_CELLS = ("lstm",)  # measured: bench_cells.py --precision
+# measured (bench_cells.py, BENCHMARKS.md): on an AMD Zen 4 (AVX-512 BF16), 2x256, batch 16,
+# one thread, tokens/s fp32 -> bf16: lstm 31.7K -> 48.2K, lstm-peephole 12.4K -> 21.4K (its hand
+# written backward multiplies in bf16 too), gru-simple 17.9K -> 23.4K, mingru 56.9K -> 104.9K.
+# GRU and the vanilla RNNs were not measured in bf16 here: they keep fp32.
+CPU_BF16_CELLS = ("lstm", "lstm-peephole", "gru-simple", "mingru")
 
 
 def cpu_multiplies_bf16() -> bool:

@@ -14,8 +14,8 @@ from charrnn.errors import ConfigError
 from charrnn.model import checkpoint
 from charrnn.model.cells import cell as registered_cell
 from charrnn.model.cells.custom import CustomRNN
-from charrnn.model.devices import cpu_multiplies_bf16, resolve_precision
-from charrnn.model.language_model import IDENTITY_GAIN, RNNLanguageModel
+from charrnn.model.devices import CPU_BF16_CELLS, cpu_multiplies_bf16, resolve_precision
+from charrnn.model.language_model import IDENTITY_GAIN, RNNLanguageModel, sequence_loss
 from charrnn.model.single_step import SingleStep
 from charrnn.training.rundir import RunDir, holds_run
 from charrnn.training.trainer import Trainer
@@ -190,6 +190,42 @@ def test_every_cell_trains_in_bf16(tiny_corpus, tmp_path, cell):
 def test_auto_precision_follows_the_device_and_the_cell():
     cpu = torch.device("cpu")
     fast = "bf16" if cpu_multiplies_bf16() else "fp32"
-    assert resolve_precision("auto", cpu, "lstm") == fast
-    assert {resolve_precision("auto", cpu, cell) for cell in CELLS if cell != "lstm"} == {"fp32"}
+    for cell in CELLS:
+        assert resolve_precision("auto", cpu, cell) == (fast if cell in CPU_BF16_CELLS else "fp32")
+    assert set(NEW_CELLS) <= set(CPU_BF16_CELLS)
     assert resolve_precision("fp32", cpu, "lstm") == "fp32"
+
+
+# bf16 keeps 8 bits of mantissa: a chunk's loss within 1% and gradients pointing the same way
+BF16_LOSS_TOLERANCE = 0.01  # relative
+BF16_GRADIENT_COSINE = 0.99
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_each_cells_bf16_path_matches_its_fp32_path(cell):
+    """The same weights and chunk (state carried in), forward and backward, in fp32 and under
+    the bf16 autocast training uses: the loss and every parameter's gradient agree within the
+    stated tolerances."""
+    if cell == "lstm":
+        skip_unless_cpu_runs_bf16_lstm()
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=40, cell=cell, layers=2, hidden=64, embed=16, dropout=0.0)
+    model = RNNLanguageModel(config)
+    ids = torch.randint(0, 40, (4, 33))
+    hidden = model.init_hidden(4)
+    hidden = tuple(h + 0.1 for h in hidden) if isinstance(hidden, tuple) else hidden + 0.1
+
+    def loss_and_gradients(bf16: bool):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits, _ = model(ids[:, :-1], hidden)
+            loss = sequence_loss(logits.float(), ids[:, 1:])
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    exact, exact_grads = loss_and_gradients(False)
+    low, low_grads = loss_and_gradients(True)
+    assert abs(low - exact) <= BF16_LOSS_TOLERANCE * exact
+    for name, grad in exact_grads.items():
+        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), low_grads[name].flatten(), 0)
+        assert cosine >= BF16_GRADIENT_COSINE, (name, float(cosine))
