@@ -1,14 +1,16 @@
-"""Every cell's speed at the same size: training tokens/s against the fused nn.LSTM, and sampling.
+"""Every cell's speed at the same size, at the default precision and in fp32, against the
+default LSTM in the same run; the loss each reaches in a time budget; what bf16 costs in loss.
 
     python benchmarks/bench_cells.py [--hidden 256] [--layers 2] [--steps 12] [--rounds 2]
-                                     [--precision fp32 bf16]
+                                     [--minutes 2 10] [--cost-steps 600]
 
-Training: `Trainer.train_step` on tinyshakespeare (B=32, T=64, embed 64), best of interleaved
-rounds; sampling: one stream through `SingleStep` (1,000 tokens). Targets (issue #13): peephole
-LSTM and simple GRU >= 50% of the fused LSTM's training speed, minGRU >= 2x, and every cell
-sampling at least as fast as the LSTM. With several `--precision` values every cell trains in
-each (autocast; bf16 is what `--precision auto` picks for the LSTM on a CPU that multiplies bf16
-in hardware: AMX or AVX-512 BF16).
+Training: `Trainer.train_step` on tinyshakespeare (B=16, T=64, embed 64: a CPU run's default
+batch), best of interleaved rounds, at `--precision auto` (what a user gets: bf16 for the cells of
+devices.CPU_BF16_CELLS on a CPU that multiplies bf16) and at fp32; sampling: one stream (1,000
+tokens). Targets (issue #40): peephole LSTM and simple GRU >= 50% of the default LSTM's training
+speed, minGRU >= 2x. `--minutes M...`: `charrnn.train` of each cell at this size for M minutes
+(default precision, everything else planned), best validation loss. `--cost-steps N`: each cell
+trained N steps in fp32 and in bf16 from the same seed, best validation loss of each.
 """
 
 from __future__ import annotations
@@ -17,18 +19,24 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
+import torch
 from common import print_table, shakespeare, write_result
 
+import charrnn
 from charrnn.config import CELLS, ModelConfig, TrainConfig
 from charrnn.data.cache import prepare
 from charrnn.generation.sampling import LanguageModel
+from charrnn.model.devices import resolve_precision
 from charrnn.training.trainer import Trainer
 
+BATCH, BPTT = 16, 64
 
-def train_rate(prepared, cell: str, args, precision: str = "fp32") -> float:
-    config = TrainConfig(batch_size=32, bptt=64, lr=1e-3, max_time=None, max_steps=10**9, threads=2,
-                         precision=precision)  # fmt: skip
+
+def train_rate(prepared, cell: str, args, precision: str) -> tuple[float, Trainer]:
+    config = TrainConfig(batch_size=BATCH, bptt=BPTT, lr=1e-3, max_time=None, max_steps=10**9,
+                         threads=args.threads, precision=precision)  # fmt: skip
     model = ModelConfig(cell=cell, hidden=args.hidden, layers=args.layers, embed=64, dropout=0.0)
     trainer = Trainer(prepared, model, config)
     for _ in range(2):
@@ -36,7 +44,15 @@ def train_rate(prepared, cell: str, args, precision: str = "fp32") -> float:
     started = time.perf_counter()
     for _ in range(args.steps):
         trainer.train_step()
-    return args.steps * 32 * 64 / (time.perf_counter() - started), trainer
+    return args.steps * BATCH * BPTT / (time.perf_counter() - started), trainer
+
+
+def budget_loss(cell: str, args, minutes: float, work: Path, **train) -> float:
+    model = ModelConfig(cell=cell, hidden=args.hidden, layers=args.layers)
+    config = TrainConfig(**{"max_time": minutes * 60, "threads": args.threads, **train})
+    out = work / f"{cell}-{minutes:g}-{train.get('precision', 'auto')}"
+    result = charrnn.train([shakespeare()], out, model_config=model, train_config=config)
+    return result.best_val_loss
 
 
 def main() -> None:
@@ -45,57 +61,90 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--minutes", type=float, nargs="*", default=[])
+    parser.add_argument("--cost-steps", type=int, default=0)
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    parser.add_argument("--name", default="cells_defaults", help="the result file's name")
     args = parser.parse_args()
-    os.environ.setdefault("CHARRNN_DATA", tempfile.mkdtemp() + "/data")
+    work = Path(tempfile.mkdtemp())
+    os.environ.setdefault("CHARRNN_DATA", str(work / "data"))
     prepared = prepare([shakespeare()])
-    best: dict[str, float] = {}
-    in_precision: dict[str, dict[str, float]] = {p: {} for p in args.precision}
+    cpu = torch.device("cpu")
+    default = {cell: resolve_precision("auto", cpu, cell) for cell in CELLS}
+    rates: dict[str, dict[str, float]] = {"auto": {}, "fp32": {}}
     sampling: dict[str, float] = {}
     for _ in range(args.rounds):  # interleaved, so drift in machine speed hits every cell alike
         for cell in CELLS:
-            for precision in args.precision:
+            for name, precision in (("auto", default[cell]), ("fp32", "fp32")):
                 rate, trainer = train_rate(prepared, cell, args, precision)
-                rates = in_precision[precision]
-                rates[cell] = max(rates.get(cell, 0.0), rate)
-            best[cell] = in_precision[args.precision[0]][cell]
+                rates[name][cell] = max(rates[name].get(cell, 0.0), rate)
             model = LanguageModel(trainer.model.cpu(), prepared.tokenizer)
-            model.governor.counts = [2]  # fixed threads: compare the cells, not the load
+            model.governor.counts = [args.threads]  # fixed threads: compare the cells, not the load
             model.generate(length=50, seed=0)
             started = time.perf_counter()
             model.generate(length=1000, seed=1)
             sampling[cell] = max(sampling.get(cell, 0.0), 1000 / (time.perf_counter() - started))
-    lstm, lstm_sampling = best["lstm"], sampling["lstm"]
-    others = args.precision[1:]
+    chosen = args.cells
+    losses = {m: {cell: budget_loss(cell, args, m, work) for cell in chosen} for m in args.minutes}
+    cost: dict[str, dict[str, float]] = {}
+    if args.cost_steps:
+        for cell in [c for c in chosen if default[c] == "bf16"]:
+            cost[cell] = {
+                p: budget_loss(cell, args, 0, work, max_time=None, max_steps=args.cost_steps,
+                               precision=p, seed=7)
+                for p in ("fp32", "bf16")
+            }  # fmt: skip
+    if not args.rounds:  # losses alone
+        print({"loss_at_minutes": losses, "bf16_cost": cost})
+        write_result(
+            args.name, {"loss_at_minutes": losses, "bf16_cost": cost, "threads": args.threads}
+        )
+        return
+    lstm, lstm_sampling = rates["auto"]["lstm"], sampling["lstm"]
     rows = [
         [
             cell,
-            f"{best[cell]:,.0f}",
-            f"{best[cell] / lstm:.0%}",
-            f"{sampling[cell]:,.0f}",
-            f"{sampling[cell] / lstm_sampling:.0%}",
-            *[
-                f"{in_precision[p][cell]:,.0f} (x{in_precision[p][cell] / best[cell]:.2f})"
-                for p in others
-            ],
+            default[cell],
+            f"{rates['auto'][cell]:,.0f}",
+            f"{rates['auto'][cell] / lstm:.0%}",
+            f"{rates['fp32'][cell]:,.0f} ({rates['fp32'][cell] / lstm:.0%})",
+            f"{sampling[cell]:,.0f} ({sampling[cell] / lstm_sampling:.0%})",
+            *[f"{losses[m][cell]:.4f}" if cell in losses[m] else "-" for m in args.minutes],
+            *(
+                [f"{cost[cell]['bf16'] - cost[cell]['fp32']:+.4f}" if cell in cost else "-"]
+                if cost
+                else []
+            ),
         ]  # fmt: skip
         for cell in CELLS
     ]
     print_table(
-        f"Cells at {args.layers}x{args.hidden} (B=32, T=64), best of {args.rounds} interleaved rounds",
+        f"Cells at {args.layers}x{args.hidden} (B={BATCH}, T={BPTT}, {args.threads} threads), "
+        f"best of {args.rounds} interleaved rounds; against the default LSTM ({default['lstm']})",
         [
             "cell",
-            f"train tokens/s ({args.precision[0]})",
-            "of fused LSTM",
-            "sample tokens/s",
-            "of LSTM",
-            *[f"train tokens/s {p}" for p in others],
+            "default precision",
+            "train tokens/s",
+            "of default LSTM",
+            "fp32 (of LSTM)",
+            "sample tokens/s (of LSTM)",
+            *[f"val loss at {m:g} min" for m in args.minutes],
+            *([f"bf16 - fp32 loss at {args.cost_steps} steps"] if cost else []),
         ],  # fmt: skip
         rows,
     )
-    record = {"train": best, "sample": sampling, "size": [args.layers, args.hidden]}
-    record["train_by_precision"] = in_precision
-    write_result("cells" if others == [] else "cells_precision", record)
+    record = {
+        "size": [args.layers, args.hidden],
+        "batch": [BATCH, BPTT],
+        "threads": args.threads,
+        "default_precision": default,
+        "train_by_precision": rates,
+        "sample": sampling,
+        "loss_at_minutes": losses,
+        "bf16_cost": cost,
+    }
+    write_result(args.name, record)
 
 
 if __name__ == "__main__":
