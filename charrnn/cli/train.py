@@ -192,8 +192,8 @@ def train(
     On --resume, budget options (--max-steps, --max-time, --epochs) replace the run's budget;
     --eval-every, --log-every, --patience, --sample-every and --precision may change.
     With --from RUN the model starts from that run's (fine-tuning); its shape and tokenizer
-    options are the run's own, and the learning rate, dropout and weight decay are planned for
-    a model that already knows the language.
+    options are the run's own, its learning rate peaks at 0.3 of a fresh model's, and it
+    evaluates once per epoch of CORPUS and stops when it overfits.
     """
     from .. import api
     from ..console import TrainingDisplay, corpus_stats_table, train_summary, write_model_text
