@@ -143,10 +143,7 @@ def english(args: argparse.Namespace) -> dict:
         )  # fmt: skip
     if args.sweep_only:
         return result
-    result["fine_tuned"] = run(small, work / "en-ft", args.ft_minutes, t, reuse, init_from=source)
-    result["scratch_short"] = run(small, work / "en-scratch-short", args.ft_minutes, t, reuse)
-    result["scratch_long"] = run(small, work / "en-scratch-long", args.long_minutes, t, reuse)
-    compare(result, args)
+    compare(result, args, small, source, "en")
     full = run(shakespeare(), work / "en-shakespeare", args.source_minutes, t, reuse)
     result["shakespeare_model"] = full
     tail = validation_tail(shakes)
@@ -214,10 +211,7 @@ def chinese(args: argparse.Namespace) -> dict:
         )
     if args.sweep_only:
         return result
-    result["fine_tuned"] = run(small, work / "zh-ft", args.ft_minutes, t, reuse, init_from=source)
-    result["scratch_short"] = run(small, work / "zh-scratch-short", args.ft_minutes, t, reuse)
-    result["scratch_long"] = run(small, work / "zh-scratch-long", args.long_minutes, t, reuse)
-    compare(result, args)
+    compare(result, args, small, source, "zh")
     model = api.load(work / "zh-ft")
     result["wujue"] = [model.generate(form="wujue", seed=seed) for seed in range(3)]
     for poem in result["wujue"]:
@@ -225,7 +219,14 @@ def chinese(args: argparse.Namespace) -> dict:
     return result
 
 
-def compare(result: dict, args: argparse.Namespace) -> None:
+def compare(result: dict, args: argparse.Namespace, small: Path, source: Path, lang: str) -> None:
+    """Fine-tuned from `source` against from scratch (short and long budgets) on `small`."""
+    work, t, reuse = args.work, args.threads, args.reuse
+    result["fine_tuned"] = run(
+        small, work / f"{lang}-ft", args.ft_minutes, t, reuse, init_from=source
+    )
+    result["scratch_short"] = run(small, work / f"{lang}-scratch-short", args.ft_minutes, t, reuse)
+    result["scratch_long"] = run(small, work / f"{lang}-scratch-long", args.long_minutes, t, reuse)
     names = {
         "fine_tuned": f"fine-tuned {args.ft_minutes:g} min (from a {args.source_minutes:g}-min source)",
         "scratch_short": f"from scratch {args.ft_minutes:g} min",
