@@ -177,6 +177,15 @@ def test_the_peephole_layer_backward_by_hand_is_right():
     assert torch.autograd.gradcheck(PeepholeScan.apply, args)
 
 
+def test_the_simple_gru_layer_backward_by_hand_is_right():
+    from charrnn.model.cells.simple_gru import SimpleGRUScan
+
+    torch.manual_seed(4)
+    shapes = [(2, 5, 6), (6, 3), (6,), (2, 3)]
+    args = [torch.randn(s, dtype=torch.double, requires_grad=True) for s in shapes]
+    assert torch.autograd.gradcheck(SimpleGRUScan.apply, args)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_every_cell_trains_in_bf16(tiny_corpus, tmp_path, cell):
     if cell == "lstm":
