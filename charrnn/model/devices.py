@@ -53,8 +53,9 @@ def resolve_precision(precision: str, device: torch.device, cell: str = "lstm") 
 
 
 # measured (bench_cells.py, BENCHMARKS.md): on an AMD Zen 4 (AVX-512 BF16), 2x256, batch 16,
-# one thread, tokens/s fp32 -> bf16: lstm 31.7K -> 48.2K, lstm-peephole 12.4K -> 21.4K (its hand
-# written backward multiplies in bf16 too), gru-simple 17.9K -> 23.4K, mingru 56.9K -> 104.9K.
+# two threads, tokens/s fp32 -> bf16: lstm 56.7K -> 67.2K, lstm-peephole 18.0K -> 28.2K and
+# gru-simple 34.1K -> 46.6K (their hand-written backward multiplies in bf16 too), mingru 91.1K ->
+# 136.5K.
 # GRU and the vanilla RNNs were not measured in bf16 here: they keep fp32.
 CPU_BF16_CELLS = ("lstm", "lstm-peephole", "gru-simple", "mingru")
 
