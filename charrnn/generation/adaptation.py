@@ -30,7 +30,7 @@ from ..config import AdaptSettings
 from ..data.tokenizers import EOS_ID, UNK_ID, Tokenizer
 from ..errors import ConfigError
 from ..model.language_model import RNNLanguageModel, detach_hidden, sequence_loss
-from .feed import text_chunks
+from .feed import encode_text
 from .scoring import Score, make_score
 
 BLOWUP_NATS = 1.0  # per token, above the trained weights' loss on the same segment
@@ -91,8 +91,7 @@ class Adapter:
         """Score `text` (from just after an <eos>) with the trained weights and with the copy,
         which takes a step after each segment; the copy keeps what it learnt."""
         check(isinstance(text, str), "the text to adapt on must be a string")
-        pieces = [tokenizer.encode(piece) for piece in text_chunks(text)]
-        ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+        ids = encode_text(tokenizer, text)
         if not len(ids):
             raise ConfigError("nothing to adapt on: the text is empty")
         targets = torch.from_numpy(ids.astype(np.int64))
@@ -121,7 +120,8 @@ class Adapter:
             if not math.isfinite(adapted) or adapted - static > BLOWUP_NATS * y.numel():
                 self.reset()
                 self.step_scale /= 2  # the step that blew up was too large for this text
-                adapted_hidden, fallbacks = _copy(static_hidden), fallbacks + 1
+                # the trained weights' state is detached and never written in place: shared
+                adapted_hidden, fallbacks = static_hidden, fallbacks + 1
                 continue
             self._step(loss / y.numel())
         seconds = time.perf_counter() - started
@@ -163,11 +163,3 @@ def adapted_model(
     for p in adapter.params:
         p.requires_grad_(False)
     return adapter.model, result
-
-
-def _copy(hidden):
-    if hidden is None:
-        return None
-    if isinstance(hidden, tuple):
-        return tuple(h.clone() for h in hidden)
-    return hidden.clone()

@@ -36,6 +36,12 @@ def text_chunks(text: str, size: int = TEXT_CHUNK) -> Iterator[str]:
         yield text[start:]
 
 
+def encode_text(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    """The ids of text of any length, encoded piece by piece (`text_chunks`)."""
+    pieces = [tokenizer.encode(piece) for piece in text_chunks(text)]
+    return np.concatenate(pieces or [np.zeros(0, int)])
+
+
 class Feed:
     """A model reading ids in windows, its state carried from one window (and call) to the
     next; `hidden` is the state after the last window read."""

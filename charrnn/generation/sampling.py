@@ -32,7 +32,7 @@ from ..training.rundir import resolve_checkpoint
 from .activations import Activations, record
 from .adaptation import Adaptation, Adapter, adapted_model
 from .decoding import Beam, Decoding, Row, Sampler, decode, one_per_row
-from .feed import Feed, text_chunks
+from .feed import Feed, encode_text
 from .request import GenerationRequest
 from .scoring import Score, TokenSurprisal, score_many, score_text, surprisal
 
@@ -93,9 +93,7 @@ class LanguageModel:
     # -- reading text ------------------------------------------------------------------------
     def encode(self, text: str, name: str = "text") -> np.ndarray:
         check_text(name, text)
-        return np.concatenate(
-            [self.tokenizer.encode(piece) for piece in text_chunks(text)] or [np.zeros(0, int)]
-        )
+        return encode_text(self.tokenizer, text)
 
     def encode_prime(self, prime: str) -> list[int]:
         ids = self.encode(prime, "--prime").tolist() if prime else []
