@@ -11,6 +11,10 @@ tokens). Targets (issue #40): peephole LSTM and simple GRU >= 50% of the default
 speed, minGRU >= 2x. `--minutes M...`: `charrnn.train` of each cell at this size for M minutes
 (default precision, everything else planned), best validation loss. `--cost-steps N`: each cell
 trained N steps in fp32 and in bf16 from the same seed, best validation loss of each.
+
+A CPU without bf16 units: `--no-bf16` takes fp32 as every cell's default, as `auto` does there;
+with `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` in the environment, oneDNN and ATen also
+leave AVX-512 unused, which stands in for an AVX2-only CPU (AMD Zen 2/3, Intel client cores).
 """
 
 from __future__ import annotations
@@ -66,18 +70,22 @@ def main() -> None:
     parser.add_argument("--cost-steps", type=int, default=0)
     parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     parser.add_argument("--name", default="cells_defaults", help="the result file's name")
+    parser.add_argument("--no-bf16", action="store_true", help="fp32 as every cell's default")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
     os.environ.setdefault("CHARRNN_DATA", str(work / "data"))
     prepared = prepare([shakespeare()])
     cpu = torch.device("cpu")
-    default = {cell: resolve_precision("auto", cpu, cell) for cell in CELLS}
+    default = {
+        cell: "fp32" if args.no_bf16 else resolve_precision("auto", cpu, cell) for cell in CELLS
+    }
     rates: dict[str, dict[str, float]] = {"auto": {}, "fp32": {}}
     sampling: dict[str, float] = {}
     for _ in range(args.rounds):  # interleaved, so drift in machine speed hits every cell alike
         for cell in CELLS:
             for name, precision in (("auto", default[cell]), ("fp32", "fp32")):
-                rate, trainer = train_rate(prepared, cell, args, precision)
+                if name == "auto" or default[cell] != "fp32":  # the same run twice otherwise
+                    rate, trainer = train_rate(prepared, cell, args, precision)
                 rates[name][cell] = max(rates[name].get(cell, 0.0), rate)
             model = LanguageModel(trainer.model.cpu(), prepared.tokenizer)
             model.governor.counts = [args.threads]  # fixed threads: compare the cells, not the load
@@ -101,7 +109,7 @@ def main() -> None:
             args.name, {"loss_at_minutes": losses, "bf16_cost": cost, "threads": args.threads}
         )
         return
-    lstm, lstm_sampling = rates["auto"]["lstm"], sampling["lstm"]
+    lstm, lstm_sampling, lstm_fp32 = rates["auto"]["lstm"], sampling["lstm"], rates["fp32"]["lstm"]
     rows = [
         [
             cell,
@@ -109,6 +117,7 @@ def main() -> None:
             f"{rates['auto'][cell]:,.0f}",
             f"{rates['auto'][cell] / lstm:.0%}",
             f"{rates['fp32'][cell]:,.0f} ({rates['fp32'][cell] / lstm:.0%})",
+            f"{rates['fp32'][cell] / lstm_fp32:.0%}",
             f"{sampling[cell]:,.0f} ({sampling[cell] / lstm_sampling:.0%})",
             *[f"{losses[m][cell]:.4f}" if cell in losses[m] else "-" for m in args.minutes],
             *(
@@ -128,6 +137,7 @@ def main() -> None:
             "train tokens/s",
             "of default LSTM",
             "fp32 (of LSTM)",
+            "fp32 of fp32 LSTM",
             "sample tokens/s (of LSTM)",
             *[f"val loss at {m:g} min" for m in args.minutes],
             *([f"bf16 - fp32 loss at {args.cost_steps} steps"] if cost else []),
@@ -138,6 +148,8 @@ def main() -> None:
         "size": [args.layers, args.hidden],
         "batch": [BATCH, BPTT],
         "threads": args.threads,
+        "no_bf16": args.no_bf16,
+        "isa": {k: os.environ.get(k) for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")},
         "default_precision": default,
         "train_by_precision": rates,
         "sample": sampling,

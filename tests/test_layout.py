@@ -18,8 +18,15 @@ ADAPTERS = ("console", "cli", "serve", "__main__")
 ADAPTER_MAY_IMPORT = {"charrnn", "api", "config", "errors", "checks", "console", "cli", "serve"}
 MAX_LINES = 300
 # os._exit: the standard library's documented name; torch._weight_int8pack_mm: PyTorch's CPU
-# kernel for int8 weights, which has no public name (model/reduced.py asks once whether it runs)
-STDLIB_PRIVATE_NAMES = {"_exit", "_weight_int8pack_mm"}
+# kernel for int8 weights, which has no public name (model/reduced.py asks once whether it runs);
+# torch.ops.mkldnn's packed linear ops: what PyTorch's compiler emits for a CPU linear layer
+# (model/cells/packed.py asks once whether they run)
+STDLIB_PRIVATE_NAMES = {
+    "_exit",
+    "_weight_int8pack_mm",
+    "_reorder_linear_weight",
+    "_linear_pointwise",
+}
 
 
 def module_name(path: Path) -> str:

@@ -155,24 +155,23 @@ def test_new_cells_train_generate_score_and_chat(tiny_corpus, tmp_path, cell):
 
 
 def test_mingru_scans_agree_and_the_hand_written_backward_is_right():
-    from charrnn.model.cells.mingru import LerpScan, parallel_scan, positive
+    from charrnn.model.cells.mingru import MinGRUScan, parallel_scan
 
     torch.manual_seed(3)
-    k, v = torch.randn(2, 9, 4, dtype=torch.double), torch.randn(2, 9, 4, dtype=torch.double)
+    projected = torch.randn(9, 2, 8, dtype=torch.double)  # time-major: k and v of 4 units
     h0 = torch.rand(2, 4, dtype=torch.double)
-    by_hand = LerpScan.apply(torch.sigmoid(k), positive(v), h0)
-    assert (by_hand - parallel_scan(k, v, h0)).abs().max() < 1e-10
-    z = torch.rand(2, 6, 3, dtype=torch.double, requires_grad=True)
-    g = torch.rand(2, 6, 3, dtype=torch.double, requires_grad=True)
+    by_hand = MinGRUScan.apply(projected, h0)
+    assert (by_hand - parallel_scan(projected[..., :4], projected[..., 4:], h0)).abs().max() < 1e-10
+    projected = torch.randn(6, 2, 6, dtype=torch.double, requires_grad=True)
     h = torch.rand(2, 3, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(LerpScan.apply, (z, g, h))
+    assert torch.autograd.gradcheck(MinGRUScan.apply, (projected, h))
 
 
 def test_the_peephole_layer_backward_by_hand_is_right():
     from charrnn.model.cells.peephole import PeepholeScan
 
     torch.manual_seed(4)
-    shapes = [(2, 5, 12), (12, 3), (12,), (9,), (2, 3), (2, 3)]
+    shapes = [(5, 2, 12), (12, 3), (12,), (9,), (2, 3), (2, 3)]  # time-major
     args = [torch.randn(s, dtype=torch.double, requires_grad=True) for s in shapes]
     assert torch.autograd.gradcheck(PeepholeScan.apply, args)
 
@@ -181,7 +180,7 @@ def test_the_simple_gru_layer_backward_by_hand_is_right():
     from charrnn.model.cells.simple_gru import SimpleGRUScan
 
     torch.manual_seed(4)
-    shapes = [(2, 5, 6), (6, 3), (6,), (2, 3)]
+    shapes = [(5, 2, 6), (6, 3), (6,), (2, 3)]  # time-major
     args = [torch.randn(s, dtype=torch.double, requires_grad=True) for s in shapes]
     assert torch.autograd.gradcheck(SimpleGRUScan.apply, args)
 
@@ -238,3 +237,39 @@ def test_each_cells_bf16_path_matches_its_fp32_path(cell):
     for name, grad in exact_grads.items():
         cosine = torch.nn.functional.cosine_similarity(grad.flatten(), low_grads[name].flatten(), 0)
         assert cosine >= BF16_GRADIENT_COSINE, (name, float(cosine))
+
+
+def test_the_packed_step_product_equals_addmm():
+    from charrnn.model.cells.packed import StepProduct
+
+    torch.manual_seed(5)
+    weight, rows, other = torch.randn(64, 32), torch.randn(8, 32), torch.randn(8, 64)
+    exact = torch.addmm(other.double(), rows.double(), weight.double().t())
+    assert (StepProduct(weight, 8)(rows, other).double() - exact).abs().max() < 1e-4
+    assert StepProduct(weight.double(), 8).packed is None  # fp64: plain addmm, as gradcheck runs
+    low = StepProduct(weight.bfloat16(), 8)(rows.bfloat16(), other.bfloat16())
+    assert ((low.double() - exact).abs().max() / exact.abs().max()) < 0.02
+
+
+@pytest.mark.parametrize("scan", ["peephole", "simple_gru"])
+def test_the_fp32_scans_match_the_checked_fp64_scans(scan):
+    """gradcheck runs the scans in fp64, where the products are addmm; training runs them in
+    fp32 (and bf16) through oneDNN's packed product: the same numbers within fp32 rounding."""
+    from charrnn.model.cells.peephole import PeepholeScan
+    from charrnn.model.cells.simple_gru import SimpleGRUScan
+
+    function, gates = {"peephole": (PeepholeScan, 4), "simple_gru": (SimpleGRUScan, 2)}[scan]
+    torch.manual_seed(6)
+    size, batch = 32, 8
+    shapes = [(12, batch, gates * size), (gates * size, size), (gates * size,)]
+    shapes += [(3 * size,)] if scan == "peephole" else []
+    shapes += [(batch, size)] * (2 if scan == "peephole" else 1)
+    exact = [torch.randn(s, dtype=torch.double) * 0.5 for s in shapes]
+    results = []
+    for dtype in (torch.double, torch.float32):
+        args = [x.to(dtype).clone().requires_grad_() for x in exact]
+        outputs = function.apply(*args)
+        sum((o * (k + 1)).sum() for k, o in enumerate(outputs)).backward()
+        results.append([o.detach().double() for o in outputs] + [a.grad.double() for a in args])
+    for want, got in zip(*results, strict=True):
+        assert (want - got).abs().max() <= 1e-4 * (1 + want.abs().max())

@@ -1,7 +1,8 @@
 """The layers of a cell with no fused PyTorch kernel, with the interface of nn.LSTM / nn.GRU
 (batch_first input (B, T, in), state (L, B, H) or a (h, c) pair, output (B, T, H)). For speed the
-input projections of a whole chunk are one matrix product per layer; the cell's `scan` runs the
-recurrence over the chunk."""
+input projections of a whole chunk are one matrix product per layer, and the layers run
+time-major, (T, B, ...), as cuDNN's do: the cell's `scan` runs the recurrence over the chunk one
+step at a time, and each step's slice is then contiguous."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ class CustomCell(Cell):
         return CustomRNN(self, embed, hidden, layers, dropout)
 
     def scan(self, module: CustomRNN, layer: int, projected: torch.Tensor, h0, c0):
-        """One layer over a chunk from its input projection (B, T, gates*H): the outputs
-        (B, T, H), and the final h (and c, for a paired cell)."""
+        """One layer over a chunk from its input projection (T, B, gates*H): the outputs
+        (T, B, H), and the final h (and c, for a paired cell)."""
         raise NotImplementedError
 
 
@@ -49,11 +50,12 @@ class CustomRNN(nn.Module):
         else:
             h0, c0 = (hidden if hidden is not None else zeros), None
         last_h, last_c = [], []
+        x = x.transpose(0, 1)
         for layer in range(self.num_layers):
-            if layer > 0:
-                x = locked_dropout(x, self.dropout, self.training)
+            if layer > 0:  # the same masks as batch-first dropout draws
+                x = locked_dropout(x.transpose(0, 1), self.dropout, self.training).transpose(0, 1)
             w_ih, b_ih = getattr(self, f"weight_ih_l{layer}"), getattr(self, f"bias_ih_l{layer}")
-            projected = F.linear(x, w_ih, b_ih)  # (B, T, rows*H): the whole chunk at once
+            projected = F.linear(x, w_ih, b_ih)  # (T, B, rows*H): the whole chunk at once
             x, h, c = self.cell.scan(
                 self, layer, projected, h0[layer], c0[layer] if paired else None
             )
@@ -61,7 +63,7 @@ class CustomRNN(nn.Module):
             if paired:
                 last_c.append(c)
         h_n = torch.stack(last_h)
-        return x, ((h_n, torch.stack(last_c)) if paired else h_n)
+        return x.transpose(0, 1), ((h_n, torch.stack(last_c)) if paired else h_n)
 
 
 def _uniform(shape: tuple, bound: float) -> nn.Parameter:

@@ -11,6 +11,7 @@ import torch
 from ..reduced import addmm
 from .base import LayerWeights
 from .custom import CustomCell, CustomRNN
+from .packed import StepProduct
 
 
 class PeepholeLSTM(CustomCell):
@@ -20,9 +21,7 @@ class PeepholeLSTM(CustomCell):
         return PeepholeScan.apply(projected, w_hh, b_hh, peephole, h0, c0)
 
     def step_extra(self, module, layer: int) -> torch.Tensor:
-        # as (4, H): i, f, a zero row for the candidate, o
-        p_i, p_f, p_o = getattr(module, f"peephole_l{layer}").detach().chunk(3)
-        return torch.stack([p_i, p_f, torch.zeros_like(p_i), p_o])
+        return as_gate_rows(getattr(module, f"peephole_l{layer}").detach())
 
     def step(self, projected, state, weights: LayerWeights, size: int):
         h, c = state
@@ -36,73 +35,98 @@ class PeepholeLSTM(CustomCell):
         return x, (x, c)
 
 
+def as_gate_rows(peephole: torch.Tensor) -> torch.Tensor:
+    """The (3H,) peepholes as (4, H) rows i, f, c̃, o, zero in the candidate's."""
+    p_i, p_f, p_o = peephole.chunk(3)
+    return torch.stack([p_i, p_f, torch.zeros_like(p_i), p_o])
+
+
 class PeepholeScan(torch.autograd.Function):
-    """A peephole LSTM layer over a chunk, forward and backward by hand: the forward loop keeps
-    no autograd graph (the gates it needs are saved in one buffer), and the backward loop builds
-    each step's gate gradients, summing dLoss/dW_hh as one matrix product at the end. Twice as
-    fast as leaving the loop to autograd (measured), and checked against it with gradcheck."""
+    """A peephole LSTM layer over a time-major chunk, forward and backward by hand. A step costs
+    one matrix product and a few elementwise ops over (B, 4H), and at B=16 each op costs its
+    overhead more than its arithmetic, so every op that does not need the recurrence runs once
+    for the whole chunk: the forward saves each step's gates in one buffer, and the backward
+    forms the factors of its gate gradients for all steps before its loop; dLoss/dW_hh is one
+    matrix product at the end. Under bf16 autocast the recurrent products run in bf16 both ways;
+    the state and the gates stay fp32. Checked against autograd with gradcheck.
+
+    tanh is computed as 2σ(2v) - 1 (ATen's tanh costs as much as a sigmoid four times its size
+    here): the candidate's pre-activation is doubled so that one sigmoid serves all four gates,
+    and the cell buffer holds 2c, whose sigmoid gives tanh(c)."""
 
     @staticmethod
     def forward(ctx, projected, w_hh, b_hh, peephole, h0, c0):
-        # under bf16 autocast the backward's matrix products run in bf16 too, as autocast runs
-        # the forward's (autograd runs a Function's backward outside autocast)
-        ctx.low = torch.bfloat16 if projected.dtype == torch.bfloat16 else None
-        size = h0.size(1)
-        p_i, p_f, p_o = peephole.split(size)
-        steps = projected.size(1)
-        saved = h0.new_empty(steps, 6, *h0.shape)  # i, f, g, o, c<t-1>, tanh(c<t>)
-        out = h0.new_empty(projected.shape[0], steps, size)
-        h, c = h0, c0
-        low = ctx.low
-        w_t = w_hh.t().to(low) if low is not None else w_hh.t()  # cast once, not per step
+        ctx.low = low = torch.bfloat16 if projected.dtype == torch.bfloat16 else None
+        work = low or h0.dtype  # of the matrix products
+        steps, batch, size = projected.size(0), h0.size(0), h0.size(1)
+        double = h0.new_ones(4, size)
+        double[2] = 2  # the candidate's rows
+        double = double.view(-1)
+        inputs = torch.addcmul((b_hh * double).to(work), projected.to(work), double.to(work))
+        product = StepProduct((w_hh * double[:, None]).to(work), batch)
+        half_peepholes = as_gate_rows(peephole) / 2  # they read c from the doubled cell
+        gates = h0.new_empty(steps, batch, 4, size)  # i, f, then 2c̃, o after their nonlinearity
+        doubled = h0.new_empty(steps + 1, batch, size)  # 2c<t-1> for t = 0..T
+        squashed = h0.new_empty(steps, batch, size)  # σ(2c<t>) = (1 + tanh(c<t>)) / 2
+        outputs = h0.new_empty(steps + 1, batch, size, dtype=work)  # h<t-1> for t = 0..T
+        torch.mul(c0, 2, out=doubled[0])
+        outputs[0] = h0
+        minus_one, minus_two = h0.new_full((), -1.0), h0.new_full((), -2.0)
+        # every step's views, made once (a Python index costs as much as a small op)
+        gate_t, c_t, s_t, h_t = (x.unbind(0) for x in (gates, doubled, squashed, outputs))
+        i_t, f_t, g_t, o_t = (gates[:, :, k].unbind(0) for k in range(4))
+        c_column, input_t = doubled.unsqueeze(2).unbind(0), inputs.unbind(0)
+        addcmul, sigmoid, add, mul = torch.addcmul, torch.sigmoid, torch.add, torch.mul
+        shape = (batch, 4, size)
         for t in range(steps):
-            state = h.to(low) if low is not None else h
-            gates = torch.addmm(projected[:, t], state, w_t) + b_hh
-            g_i, g_f, g_g, g_o = gates.split(size, dim=1)
-            i = torch.sigmoid(g_i + p_i * c)
-            f = torch.sigmoid(g_f + p_f * c)
-            o = torch.sigmoid(g_o + p_o * c)
-            g = torch.tanh(g_g)
-            saved[t, 4] = c
-            c = f * c + i * g
-            tc = torch.tanh(c)
-            h = o * tc
-            saved[t, 0], saved[t, 1], saved[t, 2], saved[t, 3], saved[t, 5] = i, f, g, o, tc
-            out[:, t] = h
-        ctx.save_for_backward(w_hh, peephole, h0, out, saved)
-        return out, h, c
+            gate = gate_t[t]
+            addcmul(product(h_t[t], input_t[t]).view(shape), half_peepholes, c_column[t], out=gate)
+            sigmoid(gate, out=gate)
+            add(minus_two, g_t[t], alpha=4, out=g_t[t])  # 2 tanh(v) = 4σ(2v) - 2
+            addcmul(f_t[t] * c_t[t], i_t[t], g_t[t], out=c_t[t + 1])
+            sigmoid(c_t[t + 1], out=s_t[t])
+            mul(o_t[t], add(minus_one, s_t[t], alpha=2), out=h_t[t + 1])
+        h_last = gates[-1, :, 3] * (2 * squashed[-1] - 1)  # fp32, to carry into the next chunk
+        ctx.save_for_backward(w_hh, peephole, outputs, gates, doubled, squashed)
+        return outputs[1:], h_last, doubled[-1] / 2
 
     @staticmethod
     def backward(ctx, grad_out, grad_h, grad_c):
-        w_hh, peephole, h0, out, saved = ctx.saved_tensors
-        size = h0.size(1)
-        p_i, p_f, p_o = peephole.split(size)
-        steps = out.size(1)
-        grad_gates = out.new_empty(out.size(0), steps, 4 * size)
-        dh = grad_h.clone() if grad_h is not None else torch.zeros_like(h0)
-        dc = grad_c.clone() if grad_c is not None else torch.zeros_like(h0)
-        d_peep = out.new_zeros(3, size)
+        w_hh, peephole, outputs, gates, doubled, squashed = ctx.saved_tensors
         low = ctx.low
-        w_step = w_hh.to(low) if low is not None else w_hh
+        work = low or gates.dtype
+        steps, batch, _, size = gates.shape
+        p_i, p_f, p_o = peephole.split(size)
+        i, f, g, o = gates.unbind(2)
+        g = g / 2
+        c_prev, tanh_c = doubled[:-1] / 2, 2 * squashed - 1
+        # the factors of each step's gate gradients, for the whole chunk at once
+        through_c = (o * (1 - tanh_c * tanh_c)).unbind(0)  # dh<t> -> dc<t>
+        to_ifg = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)
+        to_o = tanh_c * o * (1 - o)
+        keep_c = (f + to_ifg[:, :, 0] * p_i + to_ifg[:, :, 1] * p_f).unbind(0)  # dc<t> -> dc<t-1>
+        o_to_c = (to_o * p_o).unbind(0)  # dh<t> -> dc<t-1>, through o's peephole
+        to_ifg, to_o = to_ifg.unbind(0), to_o.unbind(0)
+        grad_out = grad_out.to(work).unbind(0)
+        # in the products' precision: under bf16 they are written as bf16 once, not copied
+        grad_gates = gates.new_empty(steps, batch, 4, size, dtype=work)
+        ifg_t, o_t = grad_gates[:, :, :3].unbind(0), grad_gates[:, :, 3].unbind(0)
+        step_t = grad_gates.view(steps, batch, -1).unbind(0)
+        product = StepProduct(w_hh.t().to(work), batch)
+        state = gates.dtype
+        dh = grad_h.to(state) + grad_out[-1]
+        dc = grad_c.to(state)
+        addcmul, mul = torch.addcmul, torch.mul
         for t in range(steps - 1, -1, -1):
-            i, f, g, o, c_prev, tc = saved[t]
-            dh = dh + grad_out[:, t]
-            dc = dc + dh * o * (1 - tc * tc)
-            dgi = dc * g * i * (1 - i)
-            dgf = dc * c_prev * f * (1 - f)
-            dgg = dc * i * (1 - g * g)
-            dgo = dh * tc * o * (1 - o)
-            grad_gates[:, t] = torch.cat([dgi, dgf, dgg, dgo], dim=1)
-            d_peep[0] += (dgi * c_prev).sum(0)
-            d_peep[1] += (dgf * c_prev).sum(0)
-            d_peep[2] += (dgo * c_prev).sum(0)
-            dc = dc * f + dgi * p_i + dgf * p_f + dgo * p_o
-            step_grad = grad_gates[:, t]
-            dh = (step_grad.to(low) @ w_step).float() if low is not None else step_grad @ w_step
-        previous = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
-        flat = grad_gates.reshape(-1, 4 * size)
-        if low is not None:
-            d_w = (flat.t().to(low) @ previous.reshape(-1, size).to(low)).float()
-        else:
-            d_w = flat.t() @ previous.reshape(-1, size)
-        return grad_gates, d_w, flat.sum(0), d_peep.reshape(-1), dh, dc
+            if t < steps - 1:
+                dh = product(step_t[t + 1], grad_out[t]).to(state)
+            dc = addcmul(dc, dh, through_c[t])
+            mul(dc.unsqueeze(1), to_ifg[t], out=ifg_t[t])
+            mul(dh, to_o[t], out=o_t[t])
+            dc = addcmul(dc * keep_c[t], dh, o_to_c[t])
+        dh = product(step_t[0], grad_out[0].new_zeros(batch, size))
+        d_peephole = torch.cat([(grad_gates[:, :, k] * c_prev).sum((0, 1)) for k in (0, 1, 3)])
+        d_w = grad_gates.view(-1, 4 * size).t() @ outputs[:-1].reshape(-1, size)
+        flat = grad_gates.view(steps, batch, 4 * size)
+        d_bias = flat.sum((0, 1), dtype=state)
+        return flat, d_w.to(state), d_bias, d_peephole, dh.to(state), dc

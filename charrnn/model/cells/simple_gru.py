@@ -9,6 +9,7 @@ import torch
 from ..reduced import addmm
 from .base import LayerWeights
 from .custom import CustomCell, CustomRNN
+from .packed import StepProduct
 
 
 class SimpleGRU(CustomCell):
@@ -26,55 +27,63 @@ class SimpleGRU(CustomCell):
 
 
 class SimpleGRUScan(torch.autograd.Function):
-    """A simple GRU layer over a chunk, forward and backward by hand, as the peephole LSTM's
-    (peephole.py): no autograd graph per step, the gates saved in one buffer, dLoss/dW_hh as one
-    matrix product at the end; under bf16 autocast the recurrent products run in bf16 both ways.
+    """A simple GRU layer over a time-major chunk, forward and backward by hand, as the peephole
+    LSTM's (peephole.py): no autograd graph per step, the gates saved in one buffer, the
+    backward's per-step factors formed for the whole chunk before its loop, dLoss/dW_hh as one
+    matrix product at the end, tanh(v) as 2σ(2v) - 1 so that one sigmoid serves both gates;
+    under bf16 autocast the recurrent products run in bf16 both ways and the state stays fp32.
     Checked against autograd with gradcheck."""
 
     @staticmethod
     def forward(ctx, projected, w_hh, b_hh, h0):
-        low = torch.bfloat16 if projected.dtype == torch.bfloat16 else None
-        size, steps = h0.size(1), projected.size(1)
-        inputs = (projected + b_hh).to(h0.dtype)  # both biases, once for the chunk
-        w_t = w_hh.t().to(low) if low is not None else w_hh.t()  # cast once, not per step
-        saved = h0.new_empty(steps, 2, *h0.shape)  # u, c̃
-        out = h0.new_empty(projected.shape[0], steps, size)
-        h = h0
+        ctx.low = low = torch.bfloat16 if projected.dtype == torch.bfloat16 else None
+        work, state = low or h0.dtype, h0.dtype
+        steps, (batch, size) = projected.size(0), h0.shape
+        double = h0.new_tensor([1.0, 2.0]).repeat_interleave(size)  # the candidate's rows
+        inputs = torch.addcmul((b_hh * double).to(work), projected.to(work), double.to(work))
+        product = StepProduct((w_hh * double[:, None]).to(work), batch)
+        gates = h0.new_empty(steps, batch, 2, size)  # u, c̃
+        states = h0.new_empty(steps + 1, batch, size)  # h<t-1> for t = 0..T
+        low_states = states if low is None else torch.empty_like(states, dtype=low)
+        states[0] = h0
+        low_states[0] = h0
+        minus_one = h0.new_full((), -1.0)
+        gate_t, h_t, low_t, input_t = (x.unbind(0) for x in (gates, states, low_states, inputs))
+        u_t, candidate_t = gates[:, :, 0].unbind(0), gates[:, :, 1].unbind(0)
+        shape = (batch, 2, size)
         for t in range(steps):
-            state = h.to(low) if low is not None else h
-            gates = torch.addmm(inputs[:, t], state, w_t).to(h0.dtype)
-            u = torch.sigmoid(gates[:, :size])
-            candidate = torch.tanh(gates[:, size:])
-            saved[t, 0], saved[t, 1] = u, candidate
-            h = torch.lerp(h, candidate, u)  # u * c̃ + (1 - u) * h
-            out[:, t] = h
-        ctx.low = low
-        ctx.save_for_backward(w_hh, h0, out, saved)
-        return out, h
+            torch.sigmoid(product(low_t[t], input_t[t]).view(shape).to(state), out=gate_t[t])
+            torch.add(minus_one, candidate_t[t], alpha=2, out=candidate_t[t])  # tanh(v)
+            torch.lerp(h_t[t], candidate_t[t], u_t[t], out=h_t[t + 1])  # u c̃ + (1 - u) h
+            if low is not None:
+                low_t[t + 1].copy_(h_t[t + 1])
+        ctx.save_for_backward(w_hh, states, low_states, gates)
+        return states[1:], states[-1].clone()
 
     @staticmethod
     def backward(ctx, grad_out, grad_h):
-        w_hh, h0, out, saved = ctx.saved_tensors
+        w_hh, states, low_states, gates = ctx.saved_tensors
         low = ctx.low
-        size, steps = h0.size(1), out.size(1)
-        previous = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
-        grad_gates = out.new_empty(out.size(0), steps, 2 * size)
-        dh = grad_h.clone() if grad_h is not None else torch.zeros_like(h0)
-        w_step = w_hh.to(low) if low is not None else w_hh
+        work, state = low or states.dtype, states.dtype
+        steps, batch, _, size = gates.shape
+        u, candidate = gates.unbind(2)
+        # dh<t> -> the gates' pre-activations, and dh<t> -> dh<t-1> past the product
+        factors = torch.stack([(candidate - states[:-1]) * u * (1 - u),
+                               u * (1 - candidate * candidate)], dim=2)  # fmt: skip
+        keep_t, factor_t, out_t = (1 - u).unbind(0), factors.unbind(0), grad_out.to(work).unbind(0)
+        grad_gates = gates.new_empty(steps, batch, 2, size)
+        low_gates = grad_gates if low is None else torch.empty_like(grad_gates, dtype=low)
+        step_t, low_t = grad_gates.unbind(0), low_gates.view(steps, batch, -1).unbind(0)
+        product = StepProduct(w_hh.t().to(work), batch)
+        dh = grad_h.to(state) + out_t[-1]
         for t in range(steps - 1, -1, -1):
-            u, candidate = saved[t]
-            dh = dh + grad_out[:, t]
-            h_prev = previous[:, t]
-            grad_gates[:, t, :size] = dh * (candidate - h_prev) * u * (1 - u)
-            grad_gates[:, t, size:] = dh * u * (1 - candidate * candidate)
-            step_grad = grad_gates[:, t]
-            back = (
-                (step_grad.to(low) @ w_step).to(dh.dtype) if low is not None else step_grad @ w_step
-            )
-            dh = torch.addcmul(back, dh, 1 - u)
-        flat = grad_gates.reshape(-1, 2 * size)
-        if low is not None:
-            d_w = (flat.t().to(low) @ previous.reshape(-1, size).to(low)).to(w_hh.dtype)
-        else:
-            d_w = flat.t() @ previous.reshape(-1, size)
-        return grad_gates, d_w, flat.sum(0), dh
+            if t < steps - 1:
+                dh = torch.addcmul(product(low_t[t + 1], out_t[t]).to(state), dh, keep_t[t + 1])
+            torch.mul(dh.unsqueeze(1), factor_t[t], out=step_t[t])
+            if low is not None:
+                low_t[t].copy_(step_t[t].view(batch, -1))
+        back = product(low_t[0], out_t[0].new_zeros(batch, size)).to(state)
+        dh = torch.addcmul(back, dh, keep_t[0])
+        d_w = low_gates.view(-1, 2 * size).t() @ low_states[:-1].reshape(-1, size)
+        flat = grad_gates.view(steps, batch, 2 * size)
+        return flat, d_w.to(state), flat.sum((0, 1)), dh
