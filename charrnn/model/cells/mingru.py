@@ -39,12 +39,6 @@ def positive(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp(v, min=0) + torch.sigmoid(torch.clamp(v, max=0))
 
 
-def positive_slope(v: torch.Tensor) -> torch.Tensor:
-    """g'(v): 1 above zero, σ'(v) below (and at zero, a subgradient)."""
-    s = torch.sigmoid(torch.clamp(v, max=0))
-    below = s * (1 - s)  # 0.25 above zero, where the step below lifts it to 1
-    return torch.addcmul(below, torch.sign(torch.clamp(v, min=0)), 1 - below)
-
 
 def log_positive(v: torch.Tensor) -> torch.Tensor:
     return torch.where(v >= 0, torch.log(F.relu(v) + 0.5), -F.softplus(-v))
@@ -73,25 +67,28 @@ class MinGRUScan(torch.autograd.Function):
     def forward(ctx, projected: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
         size = h0.size(1)
         v = projected[..., size:]
-        z, candidate = torch.sigmoid(projected[..., :size]), positive(v)
+        above, below = torch.clamp(v, min=0), torch.sigmoid(torch.clamp(v, max=0))
+        z, candidate = torch.sigmoid(projected[..., :size]), above + below  # as positive(v)
         states = z.new_empty(z.size(0) + 1, *h0.shape)  # h_(t-1) for t = 0..T
         states[0] = h0
         h_t, g_t, z_t, lerp = states.unbind(0), candidate.unbind(0), z.unbind(0), torch.lerp
         for t in range(z.size(0)):
             lerp(h_t[t], g_t[t], z_t[t], out=h_t[t + 1])
-        ctx.save_for_backward(v, z, candidate, states)
+        ctx.save_for_backward(above, below, z, candidate, states)
         return states[1:]
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        v, z, candidate, states = ctx.saved_tensors
+        above, below, z, candidate, states = ctx.saved_tensors
         grad_h, carry, keep = torch.empty_like(z), torch.zeros_like(states[0]), 1 - z
         dh_t, out_t, keep_t, add = grad_h.unbind(0), grad_out.unbind(0), keep.unbind(0), torch.add
         for t in range(z.size(0) - 1, -1, -1):
             # dLoss/dh_t: its own output's and, through the next step, the later ones'
             carry = add(out_t[t], carry, out=dh_t[t]) * keep_t[t]
         size = z.size(-1)
-        grad = v.new_empty(*v.shape[:-1], 2 * size)
+        grad = z.new_empty(*z.shape[:-1], 2 * size)
         torch.mul(grad_h * (candidate - states[:-1]), z * keep, out=grad[..., :size])
-        torch.mul(grad_h * z, positive_slope(v), out=grad[..., size:])
+        # g'(v): σ'(v) below zero; above it σ'(0) = 0.25 exactly, and the step lifts it to 1
+        slope = torch.add(below * (1 - below), torch.sign(above), alpha=0.75)
+        torch.mul(grad_h * z, slope, out=grad[..., size:])
         return grad, carry
