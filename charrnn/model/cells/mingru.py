@@ -39,7 +39,6 @@ def positive(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp(v, min=0) + torch.sigmoid(torch.clamp(v, max=0))
 
 
-
 def log_positive(v: torch.Tensor) -> torch.Tensor:
     return torch.where(v >= 0, torch.log(F.relu(v) + 0.5), -F.softplus(-v))
 
