@@ -1,6 +1,9 @@
 """The seeds' cells and minGRU: formulas, chunked = step by step, sampling, exact resume, CLI."""
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -273,3 +276,45 @@ def test_the_fp32_scans_match_the_checked_fp64_scans(scan):
         results.append([o.detach().double() for o in outputs] + [a.grad.double() for a in args])
     for want, got in zip(*results, strict=True):
         assert (want - got).abs().max() <= 1e-4 * (1 + want.abs().max())
+
+
+GRADIENTS_OF_EACH_CELL = """
+import sys, torch
+from charrnn.config import ModelConfig
+from charrnn.model.language_model import RNNLanguageModel, sequence_loss
+torch.set_num_threads(1)
+results = {}
+for cell in ("lstm-peephole", "gru-simple", "mingru"):
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        config = ModelConfig(vocab_size=30, cell=cell, layers=2, hidden=32, embed=8, dropout=0.0)
+        model = RNNLanguageModel(config)
+        ids = torch.randint(0, 30, (4, 25))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits, _ = model(ids[:, :-1])
+            loss = sequence_loss(logits.float(), ids[:, 1:])
+        loss.backward()
+        results[cell, bf16] = [loss.detach()] + [p.grad for p in model.parameters()]
+torch.save(results, sys.argv[1])
+"""
+
+
+def test_the_fused_kernels_compute_what_the_aten_loops_compute(tmp_path):
+    """The scans' C kernels (kernels.py) against their ATen loops (CHARRNN_KERNELS=0), for each
+    hand-written cell in fp32 and under bf16 autocast: the loss and every gradient."""
+    from charrnn.model.cells.kernels import library
+
+    if library() is None:
+        pytest.skip("no C compiler here: the scans run their ATen loops only")
+    seen = {}
+    for kernels in ("1", "0"):
+        out = tmp_path / f"kernels-{kernels}.pt"
+        env = {**os.environ, "CHARRNN_KERNELS": kernels}
+        subprocess.run(
+            [sys.executable, "-c", GRADIENTS_OF_EACH_CELL, str(out)], env=env, check=True
+        )
+        seen[kernels] = torch.load(out)
+    for key, fused in seen["1"].items():
+        tolerance = 2e-2 if key[1] else 1e-4  # bf16 rounds at different points on the two paths
+        for got, want in zip(fused, seen["0"][key], strict=True):
+            assert (got - want).abs().max() <= tolerance * (want.abs().max() + 1e-3), key

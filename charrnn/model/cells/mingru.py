@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .base import LayerWeights
 from .custom import CustomCell, CustomRNN
+from .kernels import library, usable
 
 
 class MinGRU(CustomCell):
@@ -56,9 +57,10 @@ def parallel_scan(k: torch.Tensor, v: torch.Tensor, h0: torch.Tensor) -> torch.T
 
 class MinGRUScan(torch.autograd.Function):
     """minGRU over a time-major chunk from its projection (T, B, 2H), forward and backward by
-    hand: z = σ(k) and h̃ = g(v) for the whole chunk, then h_t = h_(t-1) + z_t (h̃_t - h_(t-1)) as
-    one fused lerp per step, written in place into the chunk's buffer; backward two ops per step,
-    and the gates' derivatives written straight into the projection's gradient. On a CPU the
+    hand: z = σ(k) and h̃ = g(v) for the whole chunk, then h_t = h_(t-1) + z_t (h̃_t - h_(t-1)):
+    the whole recurrence in one call of the fused kernels (kernels.py), else one lerp per step
+    written in place into the chunk's buffer; backward likewise, and the gates' derivatives
+    written straight into the projection's gradient. On a CPU the
     autograd bookkeeping of these elementwise ops (and the zero-filled gradient of each half of
     the projection) costs more than the whole recurrence."""
 
@@ -70,9 +72,13 @@ class MinGRUScan(torch.autograd.Function):
         z, candidate = torch.sigmoid(projected[..., :size]), above + below  # as positive(v)
         states = z.new_empty(z.size(0) + 1, *h0.shape)  # h_(t-1) for t = 0..T
         states[0] = h0
-        h_t, g_t, z_t, lerp = states.unbind(0), candidate.unbind(0), z.unbind(0), torch.lerp
-        for t in range(z.size(0)):
-            lerp(h_t[t], g_t[t], z_t[t], out=h_t[t + 1])
+        if usable(z, candidate, states):  # the whole recurrence in one call
+            library().lerp_scan_forward(z.size(0), h0.numel(), z.data_ptr(), candidate.data_ptr(),
+                                        states.data_ptr())  # fmt: skip
+        else:
+            h_t, g_t, z_t, lerp = states.unbind(0), candidate.unbind(0), z.unbind(0), torch.lerp
+            for t in range(z.size(0)):
+                lerp(h_t[t], g_t[t], z_t[t], out=h_t[t + 1])
         ctx.save_for_backward(above, below, z, candidate, states)
         return states[1:]
 
@@ -80,10 +86,15 @@ class MinGRUScan(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         above, below, z, candidate, states = ctx.saved_tensors
         grad_h, carry, keep = torch.empty_like(z), torch.zeros_like(states[0]), 1 - z
-        dh_t, out_t, keep_t, add = grad_h.unbind(0), grad_out.unbind(0), keep.unbind(0), torch.add
-        for t in range(z.size(0) - 1, -1, -1):
-            # dLoss/dh_t: its own output's and, through the next step, the later ones'
-            carry = add(out_t[t], carry, out=dh_t[t]) * keep_t[t]
+        grad_out = grad_out.contiguous()
+        if usable(z, grad_out, grad_h, carry):
+            library().lerp_scan_backward(z.size(0), carry.numel(), z.data_ptr(),
+                                         grad_out.data_ptr(), grad_h.data_ptr(), carry.data_ptr())  # fmt: skip
+        else:
+            dh_t, out_t, keep_t = grad_h.unbind(0), grad_out.unbind(0), keep.unbind(0)
+            for t in range(z.size(0) - 1, -1, -1):
+                # dLoss/dh_t: its own output's and, through the next step, the later ones'
+                carry = torch.add(out_t[t], carry, out=dh_t[t]) * keep_t[t]
         size = z.size(-1)
         grad = z.new_empty(*z.shape[:-1], 2 * size)
         torch.mul(grad_h * (candidate - states[:-1]), z * keep, out=grad[..., :size])
