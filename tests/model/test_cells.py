@@ -318,3 +318,22 @@ def test_the_fused_kernels_compute_what_the_aten_loops_compute(tmp_path):
         tolerance = 2e-2 if key[1] else 1e-4  # bf16 rounds at different points on the two paths
         for got, want in zip(fused, seen["0"][key], strict=True):
             assert (got - want).abs().max() <= tolerance * (want.abs().max() + 1e-3), key
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_peephole_scan_stays_finite_for_saturated_gates(bf16):
+    """Pre-activations far beyond exp's range (a diverging run's, or a large learning rate's):
+    the gates saturate to 0 and 1, and nothing becomes inf or NaN either way."""
+    from charrnn.model.cells.peephole import PeepholeScan
+
+    torch.manual_seed(8)
+    size, batch = 16, 4
+    projected = torch.randn(6, batch, 4 * size) * 1e4
+    projected = projected.bfloat16() if bf16 else projected
+    args = [projected.requires_grad_(), torch.randn(4 * size, size), torch.randn(4 * size)]
+    args += [torch.randn(3 * size), torch.randn(batch, size), torch.randn(batch, size)]
+    args = [a if a is projected else a.requires_grad_() for a in args]
+    outputs = PeepholeScan.apply(*args)
+    sum(o.float().sum() for o in outputs).backward()
+    for tensor in [*outputs, *(a.grad for a in args)]:
+        assert torch.isfinite(tensor.float()).all()

@@ -45,9 +45,13 @@ INLINE const void *row_of(const void *buffer, long r, int width, int low) {
     return (const char *)buffer + r * width * (low ? 2 : 4);
 }
 
-INLINE float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* -ffast-math assumes no infinities (its reciprocal turns 1 / inf into NaN), so exp's argument
+   stays below 80: e^80 is finite in fp32, and the results are 0 or -1 to the last bit there */
+#define EXP_LIMIT 80.0f
 
-INLINE float tanh_of(float x) { return 2.0f / (1.0f + expf(-2.0f * x)) - 1.0f; }
+INLINE float sigmoid(float x) { return 1.0f / (1.0f + expf(fminf(-x, EXP_LIMIT))); }
+
+INLINE float tanh_of(float x) { return 2.0f / (1.0f + expf(fminf(-2.0f * x, EXP_LIMIT))) - 1.0f; }
 
 /* Peephole LSTM, one step forward. pre: (B, 4H) gate pre-activations i, f, c~, o without the
    peepholes (inputs, biases and the recurrent product); peephole: (3H) p_i, p_f, p_o. Writes
