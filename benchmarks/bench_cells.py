@@ -32,6 +32,7 @@ import charrnn
 from charrnn.config import CELLS, ModelConfig, TrainConfig
 from charrnn.data.cache import prepare
 from charrnn.generation.sampling import LanguageModel
+from charrnn.model.cells.kernels import library
 from charrnn.model.devices import resolve_precision
 from charrnn.training.trainer import Trainer
 
@@ -149,6 +150,7 @@ def main() -> None:
         "batch": [BATCH, BPTT],
         "threads": args.threads,
         "no_bf16": args.no_bf16,
+        "step_kernels": library() is not None,
         "isa": {k: os.environ.get(k) for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")},
         "default_precision": default,
         "train_by_precision": rates,

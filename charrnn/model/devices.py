@@ -53,9 +53,9 @@ def resolve_precision(precision: str, device: torch.device, cell: str = "lstm") 
 
 
 # measured (bench_cells.py, BENCHMARKS.md): on an AMD Zen 4 (AVX-512 BF16), 2x256, batch 16,
-# two threads, tokens/s fp32 -> bf16: lstm 56.7K -> 67.2K, lstm-peephole 18.0K -> 28.2K and
-# gru-simple 34.1K -> 46.6K (their hand-written backward multiplies in bf16 too), mingru 91.1K ->
-# 136.5K.
+# two threads, tokens/s fp32 -> bf16: lstm 47.9K -> 63.7K, lstm-peephole 30.3K -> 56.2K and
+# gru-simple 45.9K -> 65.2K (their hand-written backward multiplies in bf16 too), mingru 114.5K ->
+# 206.7K (one run; another read the LSTM at 46.8K -> 75.3K).
 # GRU and the vanilla RNNs were not measured in bf16 here: they keep fp32.
 CPU_BF16_CELLS = ("lstm", "lstm-peephole", "gru-simple", "mingru")
 
