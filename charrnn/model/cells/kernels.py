@@ -61,12 +61,15 @@ def library() -> ctypes.CDLL | None:
     return None
 
 
-def usable(*tensors: torch.Tensor) -> bool:
-    """Whether the kernels can take these tensors: on the CPU, contiguous, fp32 or bf16."""
-    return library() is not None and all(
-        t.device.type == "cpu" and t.is_contiguous() and t.dtype in (torch.float32, torch.bfloat16)
-        for t in tensors
+def usable(*tensors: torch.Tensor, products: torch.Tensor | None = None) -> bool:
+    """Whether the kernels can take these tensors: on the CPU, contiguous and fp32, as they read
+    and write them; `products`, what the step's matrix products read, on the CPU in fp32 or bf16."""
+    fp32 = all(t.device.type == "cpu" and t.is_contiguous() and t.dtype == torch.float32
+               for t in tensors)  # fmt: skip
+    readable = products is None or (
+        products.device.type == "cpu" and products.dtype in (torch.float32, torch.bfloat16)
     )
+    return library() is not None and fp32 and readable
 
 
 def step_pointers(buffer: torch.Tensor) -> list[int]:

@@ -60,9 +60,9 @@ class MinGRUScan(torch.autograd.Function):
     hand: z = σ(k) and h̃ = g(v) for the whole chunk, then h_t = h_(t-1) + z_t (h̃_t - h_(t-1)):
     the whole recurrence in one call of the fused kernels (kernels.py), else one lerp per step
     written in place into the chunk's buffer; backward likewise, and the gates' derivatives
-    written straight into the projection's gradient. On a CPU the
-    autograd bookkeeping of these elementwise ops (and the zero-filled gradient of each half of
-    the projection) costs more than the whole recurrence."""
+    written straight into the projection's gradient. On a CPU the autograd bookkeeping of these
+    elementwise ops (and the zero-filled gradient of each half of the projection) costs more
+    than the whole recurrence."""
 
     @staticmethod
     def forward(ctx, projected: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
@@ -73,8 +73,8 @@ class MinGRUScan(torch.autograd.Function):
         states = z.new_empty(z.size(0) + 1, *h0.shape)  # h_(t-1) for t = 0..T
         states[0] = h0
         if usable(z, candidate, states):  # the whole recurrence in one call
-            library().lerp_scan_forward(z.size(0), h0.numel(), z.data_ptr(), candidate.data_ptr(),
-                                        states.data_ptr())  # fmt: skip
+            pointers = (t.data_ptr() for t in (z, candidate, states))
+            library().lerp_scan_forward(z.size(0), h0.numel(), *pointers)
         else:
             h_t, g_t, z_t, lerp = states.unbind(0), candidate.unbind(0), z.unbind(0), torch.lerp
             for t in range(z.size(0)):
@@ -88,8 +88,8 @@ class MinGRUScan(torch.autograd.Function):
         grad_h, carry, keep = torch.empty_like(z), torch.zeros_like(states[0]), 1 - z
         grad_out = grad_out.contiguous()
         if usable(z, grad_out, grad_h, carry):
-            library().lerp_scan_backward(z.size(0), carry.numel(), z.data_ptr(),
-                                         grad_out.data_ptr(), grad_h.data_ptr(), carry.data_ptr())  # fmt: skip
+            pointers = (t.data_ptr() for t in (z, grad_out, grad_h, carry))
+            library().lerp_scan_backward(z.size(0), carry.numel(), *pointers)
         else:
             dh_t, out_t, keep_t = grad_h.unbind(0), grad_out.unbind(0), keep.unbind(0)
             for t in range(z.size(0) - 1, -1, -1):

@@ -54,7 +54,7 @@ class PeepholeScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, projected, w_hh, b_hh, peephole, h0, c0):
         ctx.low = torch.bfloat16 if projected.dtype == torch.bfloat16 else None
-        ctx.fused = usable(projected, w_hh, peephole, h0, c0)
+        ctx.fused = usable(w_hh, peephole, h0, c0, products=projected)
         run = forward_fused if ctx.fused else forward_in_aten
         saved, results = run(ctx.low, projected, w_hh, b_hh, peephole, h0, c0)
         ctx.save_for_backward(w_hh, peephole, *saved)
