@@ -337,3 +337,20 @@ def test_the_peephole_scan_stays_finite_for_saturated_gates(bf16):
     sum(o.float().sum() for o in outputs).backward()
     for tensor in [*outputs, *(a.grad for a in args)]:
         assert torch.isfinite(tensor.float()).all()
+
+
+def test_a_scan_of_bf16_weights_and_state_takes_the_aten_path():
+    """The kernels write fp32 state; a layer whose weights and state are bf16 throughout (not
+    autocast) runs its ATen loop and gives the fp32 layer's numbers within bf16's precision."""
+    from charrnn.model.cells.peephole import PeepholeScan
+
+    torch.manual_seed(9)
+    size, batch = 16, 4
+    args = [torch.randn(6, batch, 4 * size), torch.randn(4 * size, size) * 0.2]
+    args += [torch.randn(4 * size), torch.randn(3 * size), torch.randn(batch, size) * 0.5]
+    args += [torch.randn(batch, size) * 0.5]
+    exact = PeepholeScan.apply(*args)
+    low = PeepholeScan.apply(*(a.bfloat16() for a in args))
+    for want, got in zip(exact, low, strict=True):
+        assert got.dtype == torch.bfloat16
+        assert (got.float() - want).abs().max() < 0.05
