@@ -42,3 +42,21 @@ class StepProduct:
         if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise.binary(x, other, self.packed, None, "add")
         return torch.addmm(other, x, self.weight_t)
+
+
+def chunk_steps(
+    projected: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_hh: torch.Tensor,
+    work: torch.dtype,
+    scale: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, StepProduct]:
+    """A time-major chunk's step inputs (its projection plus the recurrent bias, added once for
+    the chunk) and the product by its recurrent matrix, both in the products' precision `work`.
+    `scale` (gates*H,) multiplies each gate's rows of both: the ATen scans double their tanh
+    gates' rows, so that one sigmoid serves every gate (tanh(v) = 2σ(2v) - 1)."""
+    batch = projected.size(1)
+    if scale is None:
+        return projected.to(work) + b_hh.to(work), StepProduct(w_hh.to(work), batch)
+    inputs = torch.addcmul((b_hh * scale).to(work), projected.to(work), scale.to(work))
+    return inputs, StepProduct((w_hh * scale[:, None]).to(work), batch)

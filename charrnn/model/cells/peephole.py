@@ -12,7 +12,7 @@ from ..reduced import addmm
 from .base import LayerWeights
 from .custom import CustomCell, CustomRNN
 from .kernels import library, step_pointers, usable
-from .packed import StepProduct
+from .packed import StepProduct, chunk_steps
 
 
 class PeepholeLSTM(CustomCell):
@@ -77,8 +77,7 @@ class PeepholeScan(torch.autograd.Function):
 def forward_fused(low, projected, w_hh, b_hh, peephole, h0, c0):
     work = low or h0.dtype  # of the matrix products
     steps, (batch, size) = projected.size(0), h0.shape
-    inputs = projected.to(work) + b_hh.to(work)  # both biases, once for the chunk
-    product = StepProduct(w_hh.to(work), batch)
+    inputs, product = chunk_steps(projected, w_hh, b_hh, work)
     gates = h0.new_empty(steps, batch, 4, size)  # i, f, c̃, o after their nonlinearity
     cells = h0.new_empty(steps + 1, batch, size)  # c<t-1> for t = 0..T
     tanh_c = h0.new_empty(steps, batch, size)
@@ -130,11 +129,8 @@ def forward_in_aten(low, projected, w_hh, b_hh, peephole, h0, c0):
     cell buffer holds 2c, whose sigmoid gives tanh(c)."""
     work = low or h0.dtype  # of the matrix products
     steps, batch, size = projected.size(0), h0.size(0), h0.size(1)
-    double = h0.new_ones(4, size)
-    double[2] = 2  # the candidate's rows
-    double = double.view(-1)
-    inputs = torch.addcmul((b_hh * double).to(work), projected.to(work), double.to(work))
-    product = StepProduct((w_hh * double[:, None]).to(work), batch)
+    double = h0.new_tensor([1.0, 1.0, 2.0, 1.0]).repeat_interleave(size)  # the candidate's rows
+    inputs, product = chunk_steps(projected, w_hh, b_hh, work, scale=double)
     half_peepholes = as_gate_rows(peephole) / 2  # they read c from the doubled cell
     gates = h0.new_empty(steps, batch, 4, size)  # i, f, then 2c̃, o after their nonlinearity
     doubled = h0.new_empty(steps + 1, batch, size)  # 2c<t-1> for t = 0..T

@@ -9,7 +9,7 @@ import torch
 from ..reduced import addmm
 from .base import LayerWeights
 from .custom import CustomCell, CustomRNN
-from .packed import StepProduct
+from .packed import StepProduct, chunk_steps
 
 
 class SimpleGRU(CustomCell):
@@ -40,8 +40,7 @@ class SimpleGRUScan(torch.autograd.Function):
         work, state = low or h0.dtype, h0.dtype
         steps, (batch, size) = projected.size(0), h0.shape
         double = h0.new_tensor([1.0, 2.0]).repeat_interleave(size)  # the candidate's rows
-        inputs = torch.addcmul((b_hh * double).to(work), projected.to(work), double.to(work))
-        product = StepProduct((w_hh * double[:, None]).to(work), batch)
+        inputs, product = chunk_steps(projected, w_hh, b_hh, work, scale=double)
         gates = h0.new_empty(steps, batch, 2, size)  # u, c̃
         states = h0.new_empty(steps + 1, batch, size)  # h<t-1> for t = 0..T
         low_states = states if low is None else torch.empty_like(states, dtype=low)
