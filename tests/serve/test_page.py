@@ -95,13 +95,27 @@ def test_the_chat_tab_carries_the_conversation(page):
         page.wait_for_function(
             f"document.querySelectorAll('#chat-log .bot').length == {1 + (line == 'the dog')}"
         )
-        page.wait_for_function("!document.getElementById('chat-input').value")
+        page.wait_for_function("!document.getElementById('chat-input').disabled")
     page.wait_for_timeout(500)
     assert len(requests) == 2
     second = requests[1]["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "user"]
     first_reply = page.locator("#chat-log .bot").first.text_content().removeprefix("bot> ")
     assert second[1]["content"] == first_reply
+
+
+def test_the_chat_box_waits_for_the_reply_before_taking_the_next_line(page):
+    page.select_option("#model", "run")
+    page.click("nav button[data-tab=chat]")
+    # the submit handler runs up to its first await at once, so the box's state is read mid-reply
+    closed = page.evaluate(
+        """() => { const input = document.getElementById('chat-input'); input.value = 'the cat';
+        document.getElementById('chat-form').requestSubmit(); return input.disabled; }"""
+    )
+    assert closed
+    page.wait_for_function("!document.getElementById('chat-input').disabled")
+    assert page.evaluate("document.activeElement.id") == "chat-input"
+    assert page.locator("#chat-log .bot").count() == 1
 
 
 def test_the_surprisal_view_colours_each_character_with_its_guesses(page):

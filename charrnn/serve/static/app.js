@@ -112,7 +112,10 @@ $("chat-form").addEventListener("submit", async (event) => {
   const input = $("chat-input");
   const text = input.value;
   if (!text) return;
+  // one reply at a time: a line sent mid-reply would go out without the reply in its history
+  const send = $("chat-form").querySelector("button");
   input.value = "";
+  input.disabled = send.disabled = true;
   showError("");
   const log = $("chat-log");
   const you = document.createElement("p"); you.className = "you"; you.textContent = "you> " + text; log.appendChild(you);
@@ -128,6 +131,8 @@ $("chat-form").addEventListener("submit", async (event) => {
     });
     state.chat.push({ role: "assistant", content: reply });
   } catch (error) { state.chat.pop(); showError(error.message); }
+  input.disabled = send.disabled = false;
+  input.focus();
 });
 
 $("score-go").addEventListener("click", async () => {
