@@ -5,7 +5,8 @@
 For each level of concurrency, that many clients each send streaming completions (a 100-character
 prompt, `--tokens` tokens) back to back for `--seconds`: aggregate tokens/s, p50/p99 time to the
 first token and between tokens, errors. Then `--requests` short requests (64 at a time) and the
-server's resident memory before and after. In the same run, the same weights without a server:
+server's resident memory before and after, and after as many again (a leak grows in both rounds;
+a cache filling once does not). In the same run, the same weights without a server:
 `LanguageModel.samples()` as `charrnn generate` runs it, one stream and `--num-samples 64`.
 Every request and client is bounded in count and time, and only 127.0.0.1 is contacted.
 """
@@ -167,6 +168,9 @@ def main() -> None:
             errors = asyncio.run(many_requests(base, args.requests, 64))
             many_seconds = time.perf_counter() - started
             after = rss_mb(server.pid)
+            # a second round tells a leak (grows again) from caches filling once (flat)
+            errors += asyncio.run(many_requests(base, args.requests, 64))
+            after_second = rss_mb(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -189,11 +193,12 @@ def main() -> None:
         ["contender", "tokens/s (x one stream)", "first token p50/p99 ms", "between tokens p50/p99 ms", "requests", "errors"],
         rows,
     )  # fmt: skip
-    print(f"{args.requests:,} requests, 64 at a time, in {many_seconds:.1f} s: {errors} errors; "
-          f"server RSS {before:.0f} MB -> {after:.0f} MB ({after - before:+.1f} MB)")  # fmt: skip
+    print(f"{args.requests:,} requests, 64 at a time, in {many_seconds:.1f} s, then as many again: "
+          f"{errors} errors; server RSS {before:.0f} MB -> {after:.0f} MB ({after - before:+.1f} MB) "
+          f"-> {after_second:.0f} MB ({after_second - after:+.1f} MB)")  # fmt: skip
     record = {"single_stream": single, "num_samples_64": batched, "levels": results,
               "many": {"requests": args.requests, "errors": errors, "seconds": many_seconds,
-                       "rss_before_mb": before, "rss_after_mb": after},
+                       "rss_before_mb": before, "rss_after_mb": after, "rss_after_second_mb": after_second},
               "tokens_per_request": args.tokens, "seconds_per_level": args.seconds}  # fmt: skip
     print(f"written {write_result(args.name, record)}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import signal
 
 import click
@@ -13,6 +14,10 @@ from ..errors import ConfigError
 from .base import cli, friendly_errors, precision_option
 
 SERVE_HINT = "charrnn serve needs the serve extra: pip install -e '.[serve]'"
+# oneDNN keeps a compiled LSTM for every (prompt length, prompts read together) it has met, up to
+# 1,024 of them: a server meets hundreds, and they held 40-70 MB more at a plateau for no
+# measurable speed (BENCHMARKS.md, Serving). Read at its first use, so set before a model loads.
+PRIMITIVE_CACHE = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
 
 
 @cli.command()
@@ -49,6 +54,7 @@ def serve(targets, host, port, api_key, max_streams, max_tokens, precision) -> N
             f"Warning: serving on {host} without --api-key: anyone who can reach it can use it",
             err=True,
         )
+    os.environ.setdefault(*PRIMITIVE_CACHE)
     models = load_models(list(targets), precision=precision)
     app = create_app(models, api_key, max_streams, max_tokens)
     names = ", ".join(models)
