@@ -71,9 +71,7 @@ def test_the_poem_tab_keeps_the_form_side_by_side(page):
     page.fill("#poems", "3")
     page.fill("#poem-seed", "5")
     page.click("#poem-go")
-    page.wait_for_function(
-        "[...document.querySelectorAll('#poem-out pre')].every(p => p.textContent.split('\\n').filter(l => l).length == 2)"
-    )
+    page.wait_for_function("!document.getElementById('poem-go').disabled")  # the poems are whole
     for poem in page.locator("#poem-out pre").all_text_contents():
         lines = [line for line in poem.split("\n") if line]
         assert len(lines) == 2 and all(len(line) == 12 for line in lines)
@@ -104,18 +102,27 @@ def test_the_chat_tab_carries_the_conversation(page):
     assert second[1]["content"] == first_reply
 
 
-def test_the_chat_box_waits_for_the_reply_before_taking_the_next_line(page):
+def test_each_control_waits_for_its_stream_before_taking_another(page):
     page.select_option("#model", "run")
+    page.fill("#seed", "3")
     page.click("nav button[data-tab=chat]")
-    # the submit handler runs up to its first await at once, so the box's state is read mid-reply
+    # a handler runs up to its first await at once, so the controls are read mid-stream
     closed = page.evaluate(
         """() => { const input = document.getElementById('chat-input'); input.value = 'the cat';
-        document.getElementById('chat-form').requestSubmit(); return input.disabled; }"""
+        document.getElementById('chat-form').requestSubmit();
+        const write = document.getElementById('write-go'); write.click(); write.click();
+        return [input.disabled, write.disabled]; }"""
     )
-    assert closed
+    assert closed == [True, True]
     page.wait_for_function("!document.getElementById('chat-input').disabled")
     assert page.evaluate("document.activeElement.id") == "chat-input"
     assert page.locator("#chat-log .bot").count() == 1
+    page.wait_for_function("!document.getElementById('write-go').disabled")
+    written = page.text_content("#write-out")
+    page.click("nav button[data-tab=write]")
+    page.click("#write-go")
+    page.wait_for_function("!document.getElementById('write-go').disabled")
+    assert written == page.text_content("#write-out")  # the click mid-stream started no second one
 
 
 def test_the_surprisal_view_colours_each_character_with_its_guesses(page):

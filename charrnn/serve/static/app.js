@@ -9,6 +9,12 @@ function headers() {
   return h;
 }
 function showError(message) { $("error").textContent = message || ""; }
+// One request per control at a time: a second press mid-stream would interleave two streams in
+// one output, and a chat line sent mid-reply would go out without the reply in its history.
+async function whileBusy(controls, work) {
+  for (const control of controls) control.disabled = true;
+  try { await work(); } finally { for (const control of controls) control.disabled = false; }
+}
 function number(id, fallback) {
   const v = $(id).value;
   return v === "" ? fallback : Number(v);
@@ -81,14 +87,14 @@ $("write-go").addEventListener("click", async () => {
     temperature: number("temperature", 0.8), top_p: number("top-p", 1), seed: number("seed", null),
   };
   const topK = number("top-k", 0);
-  try {
+  await whileBusy([$("write-go")], async () => { try {
     // top-k is charrnn's own: the native endpoint takes it, the OpenAI one does not
     const response = topK
       ? await post("/api/generate", { model: body.model, prime, length: body.max_tokens, temperature: body.temperature,
           top_k: topK, top_p: body.top_p, seed: body.seed, stream: true })
       : await post("/v1/completions", body);
     await events(response, (data) => { out.textContent += data.choices[0].text || ""; });
-  } catch (error) { showError(error.message); }
+  } catch (error) { showError(error.message); } });
 });
 
 $("poem-go").addEventListener("click", async () => {
@@ -98,13 +104,13 @@ $("poem-go").addEventListener("click", async () => {
   const count = number("poems", 3);
   const pres = [];
   for (let i = 0; i < count; i++) { const pre = document.createElement("pre"); cards.appendChild(pre); pres.push(pre); }
-  try {
+  await whileBusy([$("poem-go")], async () => { try {
     const response = await post("/api/generate", {
       model: $("model").value, form: $("form").value, rhyme: $("rhyme").checked, tones: $("tones").checked,
       acrostic: $("acrostic").value || null, num_samples: count, seed: number("poem-seed", null), stream: true,
     });
     await events(response, (data) => { const c = data.choices[0]; pres[c.index].textContent += c.text || ""; });
-  } catch (error) { showError(error.message); }
+  } catch (error) { showError(error.message); } });
 });
 
 $("chat-form").addEventListener("submit", async (event) => {
@@ -112,17 +118,14 @@ $("chat-form").addEventListener("submit", async (event) => {
   const input = $("chat-input");
   const text = input.value;
   if (!text) return;
-  // one reply at a time: a line sent mid-reply would go out without the reply in its history
-  const send = $("chat-form").querySelector("button");
   input.value = "";
-  input.disabled = send.disabled = true;
   showError("");
   const log = $("chat-log");
   const you = document.createElement("p"); you.className = "you"; you.textContent = "you> " + text; log.appendChild(you);
   const bot = document.createElement("p"); bot.className = "bot"; bot.textContent = "bot> "; log.appendChild(bot);
   state.chat.push({ role: "user", content: text });
   let reply = "";
-  try {
+  await whileBusy([input, $("chat-form").querySelector("button")], async () => { try {
     const response = await post("/v1/chat/completions", { model: $("model").value, messages: state.chat, stream: true });
     await events(response, (data) => {
       const piece = data.choices[0].delta.content || "";
@@ -130,8 +133,7 @@ $("chat-form").addEventListener("submit", async (event) => {
       bot.textContent += piece;
     });
     state.chat.push({ role: "assistant", content: reply });
-  } catch (error) { state.chat.pop(); showError(error.message); }
-  input.disabled = send.disabled = false;
+  } catch (error) { state.chat.pop(); showError(error.message); } });
   input.focus();
 });
 
@@ -139,7 +141,7 @@ $("score-go").addEventListener("click", async () => {
   const out = $("score-out");
   out.textContent = "";
   showError("");
-  try {
+  await whileBusy([$("score-go")], async () => { try {
     const response = await post("/api/score", { model: $("model").value, text: $("score-text").value });
     const body = await response.json();
     $("score-summary").textContent = body.bits_per_char.toFixed(3) + " bits per character";
@@ -152,7 +154,7 @@ $("score-go").addEventListener("click", async () => {
         token.guesses.map(([text, p]) => JSON.stringify(text) + " " + (100 * p).toFixed(1) + "%").join(", ");
       out.appendChild(span);
     }
-  } catch (error) { showError(error.message); }
+  } catch (error) { showError(error.message); } });
 });
 
 let watching = null;
