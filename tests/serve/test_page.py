@@ -125,6 +125,18 @@ def test_each_control_waits_for_its_stream_before_taking_another(page):
     assert written == page.text_content("#write-out")  # the click mid-stream started no second one
 
 
+def test_a_refused_request_shows_the_servers_reason_and_frees_the_control(page):
+    page.select_option("#model", "run")
+    page.fill("#length", "5000")  # the server's cap is 400
+    page.click("#write-go")
+    page.wait_for_function("!document.getElementById('write-go').disabled")
+    assert page.text_content("#error") == "max_tokens 5000 is above this server's cap of 400"
+    page.fill("#length", "20")
+    page.click("#write-go")
+    page.wait_for_function("!document.getElementById('write-go').disabled")
+    assert page.text_content("#error") == ""
+
+
 def test_the_surprisal_view_colours_each_character_with_its_guesses(page):
     page.select_option("#model", "run")
     page.click("nav button[data-tab=surprisal]")

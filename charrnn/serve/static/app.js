@@ -13,7 +13,10 @@ function showError(message) { $("error").textContent = message || ""; }
 // one output, and a chat line sent mid-reply would go out without the reply in its history.
 async function whileBusy(controls, work) {
   for (const control of controls) control.disabled = true;
-  try { await work(); } finally { for (const control of controls) control.disabled = false; }
+  showError("");
+  try { await work(); } catch (error) { showError(error.message); } finally {
+    for (const control of controls) control.disabled = false;
+  }
 }
 function number(id, fallback) {
   const v = $(id).value;
@@ -81,36 +84,34 @@ $("write-go").addEventListener("click", async () => {
   const out = $("write-out");
   const prime = $("prime").value;
   out.textContent = prime;
-  showError("");
   const body = {
     model: $("model").value, prompt: prime, stream: true, max_tokens: number("length", 300),
     temperature: number("temperature", 0.8), top_p: number("top-p", 1), seed: number("seed", null),
   };
   const topK = number("top-k", 0);
-  await whileBusy([$("write-go")], async () => { try {
+  await whileBusy([$("write-go")], async () => {
     // top-k is charrnn's own: the native endpoint takes it, the OpenAI one does not
     const response = topK
       ? await post("/api/generate", { model: body.model, prime, length: body.max_tokens, temperature: body.temperature,
           top_k: topK, top_p: body.top_p, seed: body.seed, stream: true })
       : await post("/v1/completions", body);
     await events(response, (data) => { out.textContent += data.choices[0].text || ""; });
-  } catch (error) { showError(error.message); } });
+  });
 });
 
 $("poem-go").addEventListener("click", async () => {
   const cards = $("poem-out");
   cards.textContent = "";
-  showError("");
   const count = number("poems", 3);
   const pres = [];
   for (let i = 0; i < count; i++) { const pre = document.createElement("pre"); cards.appendChild(pre); pres.push(pre); }
-  await whileBusy([$("poem-go")], async () => { try {
+  await whileBusy([$("poem-go")], async () => {
     const response = await post("/api/generate", {
       model: $("model").value, form: $("form").value, rhyme: $("rhyme").checked, tones: $("tones").checked,
       acrostic: $("acrostic").value || null, num_samples: count, seed: number("poem-seed", null), stream: true,
     });
     await events(response, (data) => { const c = data.choices[0]; pres[c.index].textContent += c.text || ""; });
-  } catch (error) { showError(error.message); } });
+  });
 });
 
 $("chat-form").addEventListener("submit", async (event) => {
@@ -119,7 +120,6 @@ $("chat-form").addEventListener("submit", async (event) => {
   const text = input.value;
   if (!text) return;
   input.value = "";
-  showError("");
   const log = $("chat-log");
   const you = document.createElement("p"); you.className = "you"; you.textContent = "you> " + text; log.appendChild(you);
   const bot = document.createElement("p"); bot.className = "bot"; bot.textContent = "bot> "; log.appendChild(bot);
@@ -133,15 +133,14 @@ $("chat-form").addEventListener("submit", async (event) => {
       bot.textContent += piece;
     });
     state.chat.push({ role: "assistant", content: reply });
-  } catch (error) { state.chat.pop(); showError(error.message); } });
+  } catch (error) { state.chat.pop(); throw error; } });
   input.focus();
 });
 
 $("score-go").addEventListener("click", async () => {
   const out = $("score-out");
   out.textContent = "";
-  showError("");
-  await whileBusy([$("score-go")], async () => { try {
+  await whileBusy([$("score-go")], async () => {
     const response = await post("/api/score", { model: $("model").value, text: $("score-text").value });
     const body = await response.json();
     $("score-summary").textContent = body.bits_per_char.toFixed(3) + " bits per character";
@@ -154,7 +153,7 @@ $("score-go").addEventListener("click", async () => {
         token.guesses.map(([text, p]) => JSON.stringify(text) + " " + (100 * p).toFixed(1) + "%").join(", ");
       out.appendChild(span);
     }
-  } catch (error) { showError(error.message); } });
+  });
 });
 
 let watching = null;
