@@ -4,9 +4,9 @@ matrix, once per time step, forward and backward.
 At B=16 and 2x256 that product is most of a step, and oneDNN does it up to twice as fast when
 the matrix is first reordered into its own blocked layout (16x256 rows times a 256x1024 matrix on
 the 2-core Zen 4 here: fp32 30 us against 64 us for torch.mm, bf16 20 us against 32 us, timed
-alone; BENCHMARKS.md, cells). The reorder costs one pass over the matrix per chunk. Its ops are the ones PyTorch's own compiler emits for a CPU
-linear layer; where they are missing or refuse a dtype (fp64, a build without oneDNN), the product
-is torch.addmm.
+alone; BENCHMARKS.md, cells). The reorder costs one pass over the matrix per chunk. Its ops are
+the ones PyTorch's own compiler emits for a CPU linear layer; where they are missing or refuse a
+dtype (fp64, a build without oneDNN), the product is torch.addmm.
 """
 
 from __future__ import annotations
