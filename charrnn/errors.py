@@ -16,6 +16,11 @@ class ConfigError(CharRNNError, ValueError):
     """An option value that cannot work (``--bptt 0``, ``--tie-weights`` with embed != hidden)."""
 
 
+class BusyError(CharRNNError):
+    """A shared resource is full right now (a server's pool of rows): the same request may
+    succeed later."""
+
+
 class TrainingError(CharRNNError):
     """Training cannot go on (diverged beyond recovery, unusable device...)."""
 

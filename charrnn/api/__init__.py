@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..generation.adaptation import Adaptation
 from ..generation.chat import ChatSession
 from ..generation.pool import Piece, StreamPool
-from ..generation.request import GenerationRequest
+from ..generation.request import MAX_BEAM, MAX_SAMPLES, GenerationRequest
 from ..generation.sampling import LanguageModel, Sample, Score, TokenSurprisal, load
 from ..inspection.curves import run_curves
 from ..inspection.insight import draw_gradients, gradient_curves, neuron_ranking, plot_runs
@@ -58,6 +58,8 @@ from .runs import (
 from .runs import prepare_corpus as prepare
 
 __all__ = [
+    "MAX_BEAM",
+    "MAX_SAMPLES",
     "SURPRISAL_RANGE",
     "AdaptSettings",
     "Adaptation",

@@ -77,7 +77,7 @@ def acrostic_heads(tokenizer: Tokenizer, acrostic: str) -> list[list[int]]:
     for word in words:
         ids = tokenizer.encode(word).tolist()
         if UNK_ID in ids or not ids:
-            raise ConfigError(f"acrostic head {word!r} is not in the model's vocabulary")
+            raise ConfigError(f"--acrostic head {word!r} is not in the model's vocabulary")
         heads.append(ids)
     if not heads:
         raise ConfigError("--acrostic needs at least one head")

@@ -35,7 +35,7 @@ class Stops:
     length: int  # tokens at most
     until_eos: bool = False  # stop at the first <eos> that ends a line of generated text
     lines: int | None = None  # stop after this many lines of generated text
-    line_end: bool = False  # stop at the first line end, whatever it holds (chat replies)
+    line_end: bool = False  # stop at the first line end after some text (chat replies)
 
 
 @dataclass
@@ -185,7 +185,10 @@ def advance_row(row: Row, token: int, log_prob: float, stops: Stops) -> str:
     if (before_end if ends_line else piece).strip():
         row.line_has_text = True
     if ends_line and stops.line_end:
-        row.done = row.ended_line = True
+        # a reply starts at its first text: a line end before it (a corpus that puts a blank
+        # line after each speaker's line) is read into the state, never answered with nothing
+        if any(shown_piece.strip() for shown_piece in row.pieces):
+            row.done = row.ended_line = True
     elif ends_line:
         if row.line_has_text:
             row.lines += 1
@@ -216,6 +219,16 @@ def select_rows(state: list, sources: list[int]) -> list:
         if isinstance(layer, tuple)
         else layer.index_select(0, index)
         for layer in state
+    ]
+
+
+def concat_rows(state: list, more: list) -> list:
+    """Two batches' states, one after the other."""
+    return [
+        tuple(torch.cat([a, b]) for a, b in zip(layer, extra, strict=True))
+        if isinstance(layer, tuple)
+        else torch.cat([layer, extra])
+        for layer, extra in zip(state, more, strict=True)
     ]
 
 

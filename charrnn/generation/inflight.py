@@ -43,14 +43,21 @@ class Stream:
     rows: list[Row] = field(default_factory=list)
     stops: Stops | None = None
     strategy: Sampler | Beam | None = None
+    reserved: int = 0  # rows this stream holds of its pool's max_rows
     cancelled: bool = False
     finished: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     final: tuple[torch.Tensor, list] | None = None
+    was_cut: bool = False
 
     def cancel(self) -> None:
         """The client left: the rows leave at the next step."""
         self.cancelled = True
+
+    def cut(self) -> None:
+        """End every row at the next step (a server shutting down); the text so far is the
+        stream's, flushed as at any end."""
+        self.was_cut = True
 
     def stop_row(self, index: int) -> None:
         """End one row now (a stop sequence was written); the stream ends with its last row."""

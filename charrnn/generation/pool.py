@@ -10,6 +10,12 @@ seeded request writes the text `generate` writes whatever else is in the batch. 
 kernels' sums for one row can differ in the last bit between batch sizes: 1 or 2 rows against 4 or
 more, measured; a token's draw changes only if its uniform falls within that of a boundary.)
 
+The pool is supervised: an error in one stream's choice of tokens (a constraint, its sampler)
+ends that stream with the error and the others go on; an error in the shared step ends the
+streams in flight and the worker carries on with the next. `submit()` prepares a request at once
+(its verse form, acrostic heads, rows), so what cannot be served is refused before any text, and
+it refuses a request whose rows would take the pool past `max_rows` (`BusyError`).
+
 The pool runs in one worker thread; `submit()` may be called from any thread. A stream's
 `on_piece` is called from the worker for each piece, and the pool's `after_step` once after every
 step that called any: a server hands the step's pieces to its event loop once, not once per piece.
@@ -17,6 +23,7 @@ step that called any: a server hands the step's pieces to its event loop once, n
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -24,18 +31,22 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..errors import BusyError, ConfigError
 from .decoding import (
     Beam,
-    Row,
     Sampler,
     advance_row,
+    concat_rows,
     log_softmax,
     select_rows,
 )
+from .grouped import alternatives, draw_sampled
 from .inflight import Piece, PieceCallback, Stream
 from .prefill import start_many
 from .request import GenerationRequest
 from .sampling import LanguageModel
+
+log = logging.getLogger("charrnn.pool")
 
 
 class StreamPool:
@@ -52,6 +63,8 @@ class StreamPool:
         self.logits: torch.Tensor | None = None  # (B, V), every active row's next-token logits
         self.state: list | None = None  # SingleStep's per-layer state, B rows
         self.steps = 0  # batched steps taken, for the curious (benchmarks)
+        self.reserved = 0  # rows of the streams submitted and not yet finished
+        self.reserving = threading.Lock()
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._work, name="charrnn-pool", daemon=True)
         self.worker.start()
@@ -59,7 +72,8 @@ class StreamPool:
     # -- from any thread ---------------------------------------------------------------------
     @property
     def rows(self) -> int:
-        return sum(len(s.rows) for s in self.streams)
+        """Rows submitted and not yet finished (queued or in the batch)."""
+        return self.reserved
 
     def submit(
         self,
@@ -68,8 +82,24 @@ class StreamPool:
         context: tuple[torch.Tensor, list] | None = None,
         top: int = 0,
     ) -> Stream:
-        """Queue a request (checked by the caller); its rows join at the next step."""
+        """Queue a request (checked by the caller); its rows join at the next step. A request
+        this model cannot serve (a form it cannot express, acrostic heads outside its
+        vocabulary) raises its ConfigError here; one past `max_rows` raises BusyError."""
         stream = Stream(request, on_piece, context, top)
+        self._prepare(stream)
+        stream.reserved = request.beam or len(stream.rows)  # a beam grows to its width
+        if stream.reserved > self.max_rows:
+            raise ConfigError(
+                f"the request asks for {stream.reserved:,} rows (--num-samples, --beam); "
+                f"this pool holds at most {self.max_rows:,}"
+            )
+        with self.reserving:
+            if self.reserved + stream.reserved > self.max_rows:
+                raise BusyError(
+                    f"this model's pool holds {self.reserved:,} of its {self.max_rows:,} rows: "
+                    "try again shortly"
+                )
+            self.reserved += stream.reserved
         self.incoming.put(stream)
         return stream
 
@@ -82,11 +112,18 @@ class StreamPool:
     # -- the worker --------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            self._admit(block=not self.streams)
-            if self.stopping.is_set() and not self.streams:
-                return
-            if self.streams:
-                self._step()
+            try:
+                self._admit(block=not self.streams)
+                if self.stopping.is_set() and not self.streams:
+                    return
+                if self.streams:
+                    self._step()
+            except Exception as error:  # the shared step failed: its streams end, the pool goes on
+                log.error("a batched step failed (%s: %s)", type(error).__name__, error)
+                for stream in self.streams:
+                    stream.error = stream.error or error
+                    self._finish(stream)
+                self.streams, self.logits, self.state = [], None, None
             if self.after_step is not None:
                 self.after_step()
 
@@ -105,12 +142,7 @@ class StreamPool:
             if stream.cancelled:
                 self._finish(stream)
                 continue
-            try:
-                self._prepare(stream)
-                waiting.append(stream)
-            except Exception as error:  # a bad request for this model: its own error only
-                stream.error = error
-                self._finish(stream)
+            waiting.append(stream)
         fresh = [s for s in waiting if s.context is None]
         try:
             starts = start_many(
@@ -153,36 +185,24 @@ class StreamPool:
             self.logits, self.state = decoding.logits, decoding.state
         else:
             self.logits = torch.cat([self.logits, decoding.logits])
-            self.state = _concat(self.state, decoding.state)
+            self.state = concat_rows(self.state, decoding.state)
         self.streams.append(stream)
 
     def _step(self) -> None:
         scores = self.logits.float().cpu().numpy()
         log_probs = log_softmax(scores)
         scores[:, self.never], log_probs[:, self.never] = -np.inf, -np.inf
-        drawn = self._draw_sampled(scores)
+        drawn = draw_sampled(self.streams, scores)
         order: list[int] = []  # the global row each new row's state comes from
         start = 0
         for stream in self.streams:
             count = len(stream.rows)
-            part = slice(start, start + count)
-            if stream.strategy.streams:  # sampled: drawn with every stream of its settings
-                rows, sources = stream.rows, list(range(count))
-                tokens = [drawn[start + i] for i in range(count)]
-            else:
-                sources, tokens, rows = stream.strategy.choose(
-                    stream.rows, scores[part], log_probs[part]
-                )
-            for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
-                if token is None:
-                    continue
-                source = start + sources[index]
-                log_prob = float(log_probs[source, token])
-                piece = advance_row(row, token, log_prob, stream.stops)
-                if stream.strategy.streams:
-                    top = _top(log_probs[source], stream.top) if stream.top else None
-                    stream.on_piece(Piece(index, piece, token, log_prob, top))
-            stream.rows = rows
+            sources = list(range(count))
+            try:  # one stream's failure is its own: it leaves with its error at the end of the step
+                if stream.error is None:
+                    sources = self._advance(stream, start, drawn, scores, log_probs)
+            except Exception as error:
+                stream.error = error
             order.extend(start + source for source in sources)
             start += count
         if order != list(range(len(order))):
@@ -193,33 +213,40 @@ class StreamPool:
         self.steps += 1
         self._leave()
 
-    def _draw_sampled(self, scores: np.ndarray) -> dict[int, int | None]:
-        """Every sampling row's next token (None for a finished row): the rows of streams with
-        the same settings go through one `Sampler.choose` (its filters work row by row, so a
-        row's distribution is the one a stream of its own would have), each row drawing from
-        its own random stream."""
-        groups: dict[tuple, tuple[Sampler, list[tuple[int, Row]]]] = {}
-        start = 0
-        for stream in self.streams:
+    def _advance(self, stream: Stream, start: int, drawn: dict, scores, log_probs) -> list[int]:
+        """One stream's rows take their tokens; returns the row each new row comes from."""
+        count = len(stream.rows)
+        part = slice(start, start + count)
+        if stream.strategy.streams:  # sampled: drawn with every stream of its settings
+            rows, sources = stream.rows, list(range(count))
+            tokens = [drawn[start + i] for i in range(count)]
+        else:
+            sources, tokens, rows = stream.strategy.choose(
+                stream.rows, scores[part], log_probs[part]
+            )
+        for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
+            if token is None:
+                continue
+            source = start + sources[index]
+            log_prob = float(log_probs[source, token])
+            piece = advance_row(row, token, log_prob, stream.stops)
             if stream.strategy.streams:
-                c = stream.strategy.config
-                key = (c.temperature, c.top_k, c.top_p, c.greedy)
-                _, group = groups.setdefault(key, (stream.strategy, []))
-                group.extend((start + i, row) for i, row in enumerate(stream.rows))
-            start += len(stream.rows)
-        drawn: dict[int, int | None] = {}
-        for sampler, members in groups.values():
-            index = [i for i, _ in members]
-            _, tokens, _ = sampler.choose([row for _, row in members], scores[index], scores[index])
-            drawn.update(zip(index, tokens, strict=True))
-        return drawn
+                top = alternatives(log_probs[source], stream.top) if stream.top else None
+                stream.on_piece(Piece(index, piece, token, log_prob, top))
+        stream.rows = rows
+        return sources
 
     def _leave(self) -> None:
         """Finished and cancelled streams leave the batch at once."""
         keep, kept_streams, start = [], [], 0
         for stream in self.streams:
             count = len(stream.rows)
-            if stream.cancelled or all(row.done for row in stream.rows):
+            if (
+                stream.cancelled
+                or stream.was_cut
+                or stream.error is not None
+                or all(row.done for row in stream.rows)
+            ):
                 rows = torch.arange(start, start + count, device=self.logits.device)
                 stream.final = (
                     self.logits.index_select(0, rows),
@@ -250,19 +277,7 @@ class StreamPool:
                         stream.on_piece(Piece(index, tail))
             if not stream.strategy.streams:  # beam: best first, whole at the end
                 stream.rows.sort(key=lambda row: -stream.strategy.rank(row.logprob, row.tokens))
+        with self.reserving:
+            self.reserved, stream.reserved = self.reserved - stream.reserved, 0
         stream.finished.set()
         stream.on_piece(None)
-
-
-def _concat(state: list, more: list) -> list:
-    return [
-        tuple(torch.cat([a, b]) for a, b in zip(layer, extra, strict=True))
-        if isinstance(layer, tuple)
-        else torch.cat([layer, extra])
-        for layer, extra in zip(state, more, strict=True)
-    ]
-
-
-def _top(log_probs: np.ndarray, count: int) -> list[tuple[int, float]]:
-    best = np.argsort(-log_probs, kind="stable")[:count]
-    return [(int(i), float(log_probs[i])) for i in best]

@@ -43,7 +43,7 @@ class GenerationRequest:
     # when a sample stops, besides its length
     until_eos: bool = False
     lines: int | None = None
-    line_end: bool = False  # at the first line end, whatever it holds (a chat reply)
+    line_end: bool = False  # at the first line end after some text (a chat reply)
     # constraints on every token
     acrostic: str | None = None
     form: str | None = None

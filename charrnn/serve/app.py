@@ -1,252 +1,217 @@
-"""The HTTP app: OpenAI-compatible endpoints, charrnn's own, and the page.
+"""The HTTP app (FastAPI): OpenAI-compatible endpoints, charrnn's own, and the page.
 
-    GET  /v1/models                  the models the server was started with, by name
+    GET  /v1/models, /v1/models/{id} the models the server was started with, by name
     POST /v1/completions             prompt -> text (stream: server-sent events)
     POST /v1/chat/completions        messages -> the reply, up to the model's line end
     POST /api/generate               everything `charrnn generate` takes (forms, acrostics, beam)
     POST /api/score                  per-token surprisal and top-5 guesses
     GET  /api/runs/NAME/metrics      a run's records as they are written (?after=N)
+    GET  /health, /metrics           liveness, and Prometheus's text format
+    GET  /tokenizer_info, POST /tokenize, /detokenize   a model's tokens (vLLM's shape)
+    GET  /openapi.json, /docs        the request schema every field is checked against
     GET  /                           the page (files inside the package, nothing from a CDN)
 
-Every request for a model goes through its `StreamPool`: concurrent requests share one batched
-step per token. Model and corpus text only ever travel as JSON strings.
+Every request for a model takes a slot of `--max-streams` and goes through its `StreamPool`
+(concurrent requests share one batched step per token) or, for scoring, a worker thread: the
+event loop only moves bytes. Each handler is a few lines over answer.py and the library.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-import uuid
 from importlib import resources
-from typing import Any
+from typing import Annotated
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+import anyio
+from fastapi import APIRouter, FastAPI, Query, Request
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 
+from .. import __version__ as version
 from .. import api
-from ..errors import CharRNNError
+from . import tokenize
+from .answer import ServerState, answer, in_worker, prompt_logprobs
+from .errors import HANDLERS, RequestError
+from .fields import ChatRequest, CompletionRequest, GenerateRequest, ScoreRequest
+from .guard import Guard
+from .limits import BodyLimit
 from .models import ServedModel
-from .requests import MAX_BODY, MAX_PROMPT, RequestError, chat, completion, native
-from .shapes import chunk, conversation, counted, first, sse, text_event, whole
-from .streaming import Run
+from .observe import Metrics, Observed
+from .requests import chat, completion, native
+from .settings import Limits
+from .shapes import conversation, first
 
 STATIC = resources.files("charrnn.serve") / "static"
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 
+routes = APIRouter()
 
-def create_app(
-    models: dict[str, ServedModel],
-    api_key: str | None = None,
-    max_streams: int = 256,
-    max_tokens: int = 2000,
-) -> Starlette:
-    """The app over loaded models (serve/models.py `load_models`)."""
-    active = {"streams": 0}
 
-    def served(name: str) -> ServedModel:
-        if name not in models:
-            raise RequestError(404, f"unknown model {name!r}: GET /v1/models lists them",
-                               param="model", code="model_not_found")  # fmt: skip
-        return models[name]
+def state(request: Request) -> ServerState:
+    return request.app.state.server
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
-            raise RequestError(401, "a valid API key is needed (Authorization: Bearer KEY)",
-                               kind="authentication_error", code="invalid_api_key")  # fmt: skip
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise RequestError(413, f"the request body is larger than {MAX_BODY:,} bytes")
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            raise RequestError(400, "the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise RequestError(400, "the request body must be a JSON object")
-        return body
 
-    def admitted() -> None:
-        if active["streams"] >= max_streams:
-            raise RequestError(429, f"{max_streams} requests are in flight: try again shortly",
-                               kind="rate_limit_error")  # fmt: skip
+@routes.get("/health")
+async def health(request: Request) -> Response:
+    """200 once the models are loaded (and until a shutdown begins)."""
+    server = state(request)
+    status = 503 if server.in_flight.draining else 200
+    body = {"status": "shutting down" if status == 503 else "ok", "models": list(server.models)}
+    return JSONResponse(body, status_code=status)
 
-    async def answer(run: Run, shape: str, model: str, request: Request, done=None) -> Response:
-        """The whole answer at once, or server-sent events as the text is written; `done` is
-        called once the text is complete (not when the client left)."""
-        ident, created = f"{shape}-{uuid.uuid4().hex[:24]}", int(time.time())
-        if not run.completion.stream:
-            try:
-                async for _ in run.deltas():
-                    pass
-            finally:
-                active["streams"] -= 1
-            if done:
-                done()
-            return JSONResponse(whole(run, shape, ident, created, model))
 
-        async def events():
-            try:
-                if shape == "chat.completion":
-                    for index in range(len(run.choices)):
-                        yield sse(chunk(shape, ident, created, model, index, "", role=True))
-                async for count, delta in counted(run.deltas()):
-                    if count % 16 == 0 and await request.is_disconnected():
-                        return  # the client left: its rows leave at the next step
-                    if delta.token is None:
-                        yield text_event(shape, ident, created, model, delta.index, delta.text)
-                    else:
-                        event = chunk(
-                            shape, ident, created, model, delta.index, delta.text, delta=delta
-                        )
-                        yield sse(event)
-                for index, choice in enumerate(run.choices):
-                    yield sse(
-                        chunk(
-                            shape, ident, created, model, index, None, finish=choice.finish_reason
-                        )
-                    )
-                yield "data: [DONE]\n\n"
-                if done:
-                    done()
-            finally:
-                run.cancel()  # a client that left: its rows leave at the next step
-                active["streams"] -= 1
+@routes.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(state(request).metrics.text(), media_type="text/plain; version=0.0.4")
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})  # fmt: skip
 
-    async def list_models(request: Request) -> Response:
-        await body_of(request) if api_key else None
-        data = [{"id": name, "object": "model", "created": int(m.path.stat().st_mtime),
-                 "owned_by": "charrnn"} for name, m in models.items()]  # fmt: skip
-        return JSONResponse({"object": "list", "data": data})
+def _model_object(name: str, served: ServedModel) -> dict:
+    created = int(served.path.stat().st_mtime)
+    return {"id": name, "object": "model", "created": created, "owned_by": "charrnn"}
 
-    async def completions(request: Request) -> Response:
-        asked = completion(await body_of(request), max_tokens)
-        target = served(asked.model)
-        admitted()
-        active["streams"] += 1
-        return await answer(Run(target, asked), "text_completion", asked.model, request)
 
-    async def chat_completions(request: Request) -> Response:
-        asked, turns = chat(await body_of(request), max_tokens)
-        target = served(asked.model)
-        admitted()
-        separator = target.model.tokenizer.separator or "\n"
-        text, kept_at = conversation(turns, separator)
-        index, context = target.conversations.longest(kept_at)
-        # only what came after the longest kept prefix is read: a resent history costs its news
-        asked.request.prime = text[len(kept_at[index]) :] if context is not None else text
-        active["streams"] += 1
-        run = Run(target, asked, context=context)
+@routes.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    data = [_model_object(name, m) for name, m in state(request).models.items()]
+    return JSONResponse({"object": "list", "data": data})
 
-        def keep() -> None:
-            row, final = run.stream.rows[0], run.stream.final
-            if final is not None and row.ended_line:  # the reply's line end is read too
-                state = (final[0][:1], [first(layer) for layer in final[1]])
-                target.conversations.keep(text + row.text + separator, state)
 
-        return await answer(run, "chat.completion", asked.model, request, done=keep)
+@routes.get("/v1/models/{model_id}")
+async def retrieve_model(request: Request, model_id: str) -> Response:
+    return JSONResponse(_model_object(model_id, state(request).served(model_id)))
 
-    async def generate(request: Request) -> Response:
-        asked = native(await body_of(request), max_tokens)
-        target = served(asked.model)
-        admitted()
-        active["streams"] += 1
-        run = Run(target, asked)
-        if asked.stream:
-            return await answer(run, "text_completion", asked.model, request)
-        try:
-            async for _ in run.deltas():
-                pass
-        finally:
-            active["streams"] -= 1
-        samples = [
-            {"text": row.text, "tokens": row.tokens, "seed": row.seed if asked.request.beam is None else None,
-             "mean_logprob": row.logprob / row.tokens if row.tokens else 0.0}
-            for row in run.stream.rows[: asked.request.num_samples]
-        ]  # fmt: skip
-        return JSONResponse(
-            {"model": asked.model, "prime": asked.request.prime, "samples": samples}
-        )
 
-    async def score(request: Request) -> Response:
-        body = await body_of(request)
-        target = served(str(body.get("model", "")))
-        text = body.get("text")
-        if not isinstance(text, str) or not text:
-            raise RequestError(400, "text must be a non-empty string", param="text")
-        if len(text) > MAX_PROMPT:
-            raise RequestError(413, f"text is longer than {MAX_PROMPT:,} characters", param="text")
-        try:
-            tokens = target.model.surprisal(text)
-            whole = target.model.score(text)
-        except CharRNNError as error:
-            raise RequestError(400, str(error)) from None
-        return JSONResponse({
-            "model": target.name,
+@routes.post("/v1/completions")
+async def completions(request: Request, body: CompletionRequest) -> Response:
+    server = state(request)
+    asked = completion(body, server.limits)
+    target = server.served(asked.model)
+    prompt = None
+    if asked.echo and asked.logprobs is not None and asked.request.prime:
+        prompt = await in_worker(server, prompt_logprobs, target.model, asked)
+    prompt_tokens = server.tokens_of(target, body.prompt_text)
+    run = server.start(target, asked, prompt=prompt, prompt_tokens=prompt_tokens)
+    return await answer(request, server, run, "text_completion")
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: Request, body: ChatRequest) -> Response:
+    server = state(request)
+    asked = chat(body, server.limits)
+    target = server.served(asked.model)
+    turns = [(message.role, message.content) for message in body.messages]
+    separator = target.model.tokenizer.separator or "\n"
+    text, kept_at = conversation(turns, separator, server.user_prefix, server.bot_prefix)
+    index, context = target.conversations.longest(kept_at)
+    # only what came after the longest kept prefix is read: a resent history costs its news
+    asked.request.prime = text[len(kept_at[index]) :] if context is not None else text
+    run = server.start(target, asked, context=context, prompt_tokens=server.tokens_of(target, text))
+
+    def keep() -> None:
+        row, final = run.stream.rows[0], run.stream.final
+        if final is not None and row.ended_line:  # the reply's line end is read too
+            state = (final[0][:1], [first(layer) for layer in final[1]])
+            target.conversations.keep(text + row.text + separator, state)
+
+    return await answer(request, server, run, "chat.completion", done=keep)
+
+
+@routes.post("/api/generate")
+async def generate(request: Request, body: GenerateRequest) -> Response:
+    server = state(request)
+    asked = native(body, server.limits)
+    run = server.start(server.served(asked.model), asked)
+    if asked.stream:
+        return await answer(request, server, run, "text_completion")
+    await answer(request, server, run, None)
+    beam = asked.request.beam is not None
+    samples = [
+        {
+            "text": row.text,
+            "tokens": row.tokens,
+            "seed": None if beam else row.seed,
+            "mean_logprob": row.logprob / row.tokens if row.tokens else 0.0,
+        }
+        for row in run.stream.rows[: asked.request.num_samples]
+    ]
+    return JSONResponse({"model": asked.model, "prime": asked.request.prime, "samples": samples})
+
+
+@routes.post("/api/score")
+async def score(request: Request, body: ScoreRequest) -> Response:
+    server = state(request)
+    model = server.served(body.model).model
+
+    def scored() -> bytes:  # a long text's answer is megabytes of JSON: built off the loop too
+        tokens, whole = model.surprisal(body.text), model.score(body.text)
+        head = {
+            "model": body.model,
             "bits_per_char": whole.bits_per_char,
             "nats_per_token": whole.nats_per_token,
-            "tokens": [{"text": t.text, "bits": t.bits, "guesses": t.guesses} for t in tokens],
-        })  # fmt: skip
+        }
+        rows = [{"text": t.text, "bits": t.bits, "guesses": t.guesses} for t in tokens]
+        # encoded a slice at a time: one json.dumps of it all holds the GIL, and so the event
+        # loop, for a second or two
+        parts = (
+            json.dumps(rows[i : i + 512], ensure_ascii=False)[1:-1]
+            for i in range(0, len(rows), 512)
+        )
+        text = json.dumps(head, ensure_ascii=False)[:-1] + ', "tokens": [' + ", ".join(parts) + "]}"
+        return text.encode("utf-8")
 
-    async def run_metrics(request: Request) -> Response:
-        await body_of(request) if api_key else None
-        target = served(request.path_params["name"])
-        if target.run is None:
-            raise RequestError(404, f"{target.name} was not started from a run directory")
-        try:
-            after = max(0, int(request.query_params.get("after", "0")))
-        except ValueError:
-            raise RequestError(400, "after must be a number of records", param="after") from None
-        records = api.run_metrics(target.run, after)
-        return JSONResponse({"run": target.name, "after": after, "records": records})
+    return Response(await in_worker(server, scored), media_type="application/json")
 
-    async def page(request: Request) -> Response:
-        name = request.path_params.get("file", "index.html")
-        suffix = "." + name.rsplit(".", 1)[-1]
-        file = STATIC / name
-        if "/" in name or suffix not in STATIC_TYPES or not file.is_file():
-            return JSONResponse(RequestError(404, "no such page").body(), status_code=404)
-        return Response(file.read_bytes(), media_type=STATIC_TYPES[suffix])
 
-    def handled(endpoint):
-        async def call(request: Request) -> Response:
-            try:
-                return await endpoint(request)
-            except RequestError as error:
-                return JSONResponse(error.body(), status_code=error.status)
-            except CharRNNError as error:
-                return JSONResponse(RequestError(400, str(error)).body(), status_code=400)
+@routes.get("/api/runs/{name}/metrics")
+async def run_metrics(
+    request: Request, name: str, after: Annotated[int, Query(ge=0, le=10**9)] = 0
+) -> Response:
+    target = state(request).served(name)
+    if target.run is None:
+        raise RequestError(404, f"{target.name} was not started from a run directory")
+    records = await anyio.to_thread.run_sync(api.run_metrics, target.run, after)
+    return JSONResponse({"run": target.name, "after": after, "records": records})
 
-        return call
 
-    routes = [
-        Route("/v1/models", handled(list_models)),
-        Route("/v1/completions", handled(completions), methods=["POST"]),
-        Route("/v1/chat/completions", handled(chat_completions), methods=["POST"]),
-        Route("/api/generate", handled(generate), methods=["POST"]),
-        Route("/api/score", handled(score), methods=["POST"]),
-        Route("/api/runs/{name}/metrics", handled(run_metrics)),
-        Route("/", page),
-        Route("/static/{file}", page),
-    ]
-    app = Starlette(
-        routes=routes, exception_handlers={Exception: _internal, 404: _missing, 405: _missing}
-    )
-    app.state.models, app.state.active = models, active
+@routes.get("/", include_in_schema=False)
+@routes.get("/static/{file}", include_in_schema=False)
+async def page(file: str = "index.html") -> Response:
+    suffix = "." + file.rsplit(".", 1)[-1]
+    found = STATIC / file
+    if "/" in file or suffix not in STATIC_TYPES or not found.is_file():
+        return RequestError(404, "no such page").response()
+    return Response(found.read_bytes(), media_type=STATIC_TYPES[suffix])
+
+
+def create_app(models: dict[str, ServedModel], limits: Limits | None = None, **chat) -> object:
+    """The app over loaded models (serve/models.py `load_models`), within `limits`; `chat`:
+    `user_prefix` and `bot_prefix` of the speakers in a chat model's corpus."""
+    limits = limits or Limits()
+    server = ServerState(models, limits, **chat)
+    server.metrics = Metrics(models, server.in_flight)
+    fastapi = FastAPI(title="charrnn", version=version, exception_handlers=HANDLERS)
+    fastapi.include_router(routes)
+    fastapi.include_router(tokenize.routes)
+    fastapi.state.server = server
+    app = BodyLimit(fastapi, limits.max_body)
+    if limits.cors_origins:
+        app = CORSMiddleware(
+            app,
+            allow_origins=list(limits.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app = Observed(Guard(app, limits), server.metrics)
+    app.state = fastapi.state  # the CLI reaches the server's state through the app
     return app
 
 
-async def _internal(request: Request, error: Exception) -> Response:
-    """Never a traceback: one line, as OpenAI shapes errors."""
-    body = RequestError(500, f"the server failed on this request ({type(error).__name__})",
-                        kind="server_error").body()  # fmt: skip
-    return JSONResponse(body, status_code=500)
-
-
-async def _missing(request: Request, error: Exception) -> Response:
-    status = getattr(error, "status_code", 404)
-    message = "no such endpoint" if status == 404 else "method not allowed here"
-    return JSONResponse(RequestError(status, message).body(), status_code=status)
+def drain(app, loop: asyncio.AbstractEventLoop) -> None:
+    """A shutdown begins: new requests get 503; what is in flight may finish within the
+    shutdown timeout, then each choice ends with what it has (finish reason "length")."""
+    server: ServerState = app.state.server
+    server.in_flight.draining = True
+    server.drain_started = time.monotonic()
+    loop.call_later(server.limits.shutdown_timeout, server.cut_all)

@@ -4,20 +4,42 @@ server-sent-event chunks, and a conversation as the model reads it."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
-from .streaming import Run
+from .streaming import Delta, Run, Token
 
 
-def conversation(turns: list[tuple[str, str]], separator: str) -> tuple[str, list[str]]:
-    """The conversation as the model reads it (each turn a line, as `charrnn chat` reads it),
-    and the texts a reply's state may have been kept at: the end of each assistant turn,
-    shortest first."""
+@dataclass(frozen=True)
+class Answer:
+    """What every object of one answer repeats: its kind ("text_completion" or
+    "chat.completion"), id, creation time and model."""
+
+    shape: str
+    ident: str
+    created: int
+    model: str
+
+    @property
+    def chat(self) -> bool:
+        return self.shape == "chat.completion"
+
+    def head(self, kind: str) -> dict:
+        return {"id": self.ident, "object": kind, "created": self.created, "model": self.model}
+
+
+def conversation(
+    turns: list[tuple[str, str]], separator: str, user_prefix: str = "", bot_prefix: str = ""
+) -> tuple[str, list[str]]:
+    """The conversation as the model reads it (each turn a line, as `charrnn chat` reads it,
+    with the speakers' prefixes), and the texts a reply's state may have been kept at: the end
+    of each assistant turn, shortest first."""
     text, kept_at = "", []
     for role, content in turns:
-        text += content + separator
+        prefix = bot_prefix if role == "assistant" else user_prefix if role == "user" else ""
+        text += prefix + content + separator
         if role == "assistant":
             kept_at.append(text)
-    return text, kept_at
+    return text + bot_prefix, kept_at
 
 
 def first(layer):
@@ -25,59 +47,69 @@ def first(layer):
     return tuple(t[:1].clone() for t in layer) if isinstance(layer, tuple) else layer[:1].clone()
 
 
-async def counted(items):
-    count = 0
-    async for item in items:
-        yield count, item
-        count += 1
-
-
 def sse(data: dict) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def text_event(shape: str, ident: str, created: int, model: str, index: int, text: str) -> str:
+def logprobs(tokens: list[Token]) -> dict:
+    """OpenAI's completion `logprobs` object for these tokens."""
+    return {
+        "tokens": [token.text for token in tokens],
+        "token_logprobs": [token.logprob for token in tokens],
+        "top_logprobs": [token.top for token in tokens],
+        "text_offset": [token.offset for token in tokens],
+    }
+
+
+def text_event(answer: Answer, delta: Delta) -> str:
     """The server-sent event of a plain text piece, without building the whole object (one is
     sent per row per token)."""
-    if shape == "chat.completion":
-        head = f'"object":"chat.completion.chunk","created":{created},"model":{json.dumps(model)}'
-        body = f'"delta":{{"content":{json.dumps(text, ensure_ascii=False)}}},"finish_reason":null'
-    else:
-        head = f'"object":"text_completion","created":{created},"model":{json.dumps(model)}'
-        body = f'"text":{json.dumps(text, ensure_ascii=False)},"finish_reason":null,"logprobs":null'
-    return f'data: {{"id":"{ident}",{head},"choices":[{{"index":{index},{body}}}]}}\n\n'
-
-
-def chunk(shape, ident, created, model, index, text, role=False, finish=None, delta=None):
-    if shape == "chat.completion":
-        body = (
-            {"role": "assistant", "content": ""}
-            if role
-            else ({} if text is None else {"content": text})
-        )
-        choice = {"index": index, "delta": body, "finish_reason": finish}
+    text = json.dumps(delta.text, ensure_ascii=False)
+    if answer.chat:
         kind = "chat.completion.chunk"
+        body = f'"delta":{{"content":{text}}},"finish_reason":null'
     else:
-        choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
-        if delta is not None and delta.token is not None:
-            choice["logprobs"] = {"tokens": [delta.token], "token_logprobs": [delta.logprob],
-                                  "top_logprobs": [delta.top]}  # fmt: skip
         kind = "text_completion"
-    return {"id": ident, "object": kind, "created": created, "model": model, "choices": [choice]}
+        body = f'"text":{text},"finish_reason":null,"logprobs":null'
+    head = json.dumps(answer.head(kind), ensure_ascii=False)[:-1]
+    return f'data: {head},"choices":[{{"index":{delta.index},{body}}}]}}\n\n'
 
 
-def whole(run: Run, shape: str, ident: str, created: int, model: str) -> dict:
+def chunk(answer: Answer, index: int, text: str | None, role=False, finish=None, tokens=None):
+    if answer.chat:
+        body = {"role": "assistant", "content": ""} if role else {}
+        if text is not None and not role:
+            body = {"content": text}
+        choice = {"index": index, "delta": body, "finish_reason": finish}
+        return {**answer.head("chat.completion.chunk"), "choices": [choice]}
+    choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
+    if tokens:
+        choice["logprobs"] = logprobs(tokens)
+    return {**answer.head("text_completion"), "choices": [choice]}
+
+
+def usage_chunk(answer: Answer, run: Run) -> dict:
+    """`stream_options.include_usage`: the last chunk, with no choices and the usage."""
+    kind = "chat.completion.chunk" if answer.chat else "text_completion"
+    return {**answer.head(kind), "choices": [], "usage": run.usage}
+
+
+def whole(answer: Answer, run: Run) -> dict:
     choices = []
     for index, choice in enumerate(run.choices):
-        if shape == "chat.completion":
-            choices.append({"index": index, "message": {"role": "assistant", "content": choice.text},
-                            "finish_reason": choice.finish_reason})  # fmt: skip
-        else:
-            logprobs = None
-            if run.completion.logprobs:
-                logprobs = {"tokens": choice.tokens, "token_logprobs": choice.logprobs,
-                            "top_logprobs": choice.top}  # fmt: skip
-            choices.append({"index": index, "text": choice.text, "logprobs": logprobs,
-                            "finish_reason": choice.finish_reason})  # fmt: skip
-    return {"id": ident, "object": shape, "created": created, "model": model,
-            "choices": choices, "usage": run.usage}  # fmt: skip
+        if answer.chat:
+            message = {"role": "assistant", "content": choice.text}
+            choices.append(
+                {"index": index, "message": message, "finish_reason": choice.finish_reason}
+            )
+            continue
+        reported = logprobs(choice.tokens) if run.completion.logprobs is not None else None
+        choices.append(
+            {
+                "index": index,
+                "text": choice.text,
+                "logprobs": reported,
+                "finish_reason": choice.finish_reason,
+            }
+        )
+    return {**answer.head(answer.shape), "choices": choices, "usage": run.usage}

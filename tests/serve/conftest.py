@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,16 +46,19 @@ def poem_run(tmp_path_factory) -> Path:
 
 
 def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A live `charrnn serve` with `args`; everything it prints goes to `server_log(process)`."""
     port = port or free_port()
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False, encoding="utf-8")
     process = subprocess.Popen(
         [sys.executable, "-m", "charrnn", "serve", *args, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    process.log_path = log.name
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"charrnn serve exited: {process.stdout.read()}")
+            raise RuntimeError(f"charrnn serve exited: {server_log(process)}")
         try:
             headers = (
                 {"Authorization": f"Bearer {args[args.index('--api-key') + 1]}"}
@@ -70,10 +74,22 @@ def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen,
     raise RuntimeError("charrnn serve did not start in 60 s")
 
 
+def server_log(process: subprocess.Popen) -> str:
+    return Path(process.log_path).read_text(encoding="utf-8")
+
+
+def stop(process: subprocess.Popen) -> str:
+    """SIGTERM, a clean exit, and what the server printed (never a traceback)."""
+    process.terminate()
+    assert process.wait(timeout=60) == 0
+    log = server_log(process)
+    assert "Traceback" not in log, log
+    return log
+
+
 @pytest.fixture(scope="session")
 def server(trained_run, poem_run):
     """(base URL, {name: run directory}) of a server with both models."""
     process, base = start_server(str(trained_run), str(poem_run), "--max-tokens", "400")
     yield base, {"run": trained_run, "tang": poem_run}
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process)
