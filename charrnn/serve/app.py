@@ -26,6 +26,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
@@ -33,7 +34,7 @@ from .. import __version__ as version
 from .. import api
 from . import tokenize
 from .answer import ServerState, answer, in_worker, prompt_logprobs
-from .errors import HANDLERS, RequestError
+from .errors import HANDLERS, RESPONSES, RequestError
 from .fields import ChatRequest, CompletionRequest, GenerateRequest, ScoreRequest
 from .guard import Guard
 from .limits import BodyLimit
@@ -46,7 +47,11 @@ from .shapes import conversation, first
 STATIC = resources.files("charrnn.serve") / "static"
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 
-routes = APIRouter()
+routes = APIRouter(responses=RESPONSES)
+
+
+# with "stream": true the answer is server-sent events
+STREAMED = {200: {"content": {"application/json": {}, "text/event-stream": {}}}}
 
 
 def state(request: Request) -> ServerState:
@@ -62,7 +67,7 @@ async def health(request: Request) -> Response:
     return JSONResponse(body, status_code=status)
 
 
-@routes.get("/metrics")
+@routes.get("/metrics", responses={200: {"content": {"text/plain": {}}}})
 async def metrics(request: Request) -> Response:
     return Response(state(request).metrics.text(), media_type="text/plain; version=0.0.4")
 
@@ -83,7 +88,7 @@ async def retrieve_model(request: Request, model_id: str) -> Response:
     return JSONResponse(_model_object(model_id, state(request).served(model_id)))
 
 
-@routes.post("/v1/completions")
+@routes.post("/v1/completions", responses=STREAMED)
 async def completions(request: Request, body: CompletionRequest) -> Response:
     server = state(request)
     asked = completion(body, server.limits)
@@ -96,7 +101,7 @@ async def completions(request: Request, body: CompletionRequest) -> Response:
     return await answer(request, server, run, "text_completion")
 
 
-@routes.post("/v1/chat/completions")
+@routes.post("/v1/chat/completions", responses=STREAMED)
 async def chat_completions(request: Request, body: ChatRequest) -> Response:
     server = state(request)
     asked = chat(body, server.limits)
@@ -118,7 +123,7 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
     return await answer(request, server, run, "chat.completion", done=keep)
 
 
-@routes.post("/api/generate")
+@routes.post("/api/generate", responses=STREAMED)
 async def generate(request: Request, body: GenerateRequest) -> Response:
     server = state(request)
     asked = native(body, server.limits)
@@ -195,6 +200,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, **c
     fastapi.include_router(routes)
     fastapi.include_router(tokenize.routes)
     fastapi.state.server = server
+    fastapi.openapi = lambda: _published(fastapi, server)
     app = BodyLimit(fastapi, limits.max_body)
     if limits.cors_origins:
         app = CORSMiddleware(
@@ -206,6 +212,26 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, **c
     app = Observed(Guard(app, limits), server.metrics)
     app.state = fastapi.state  # the CLI reaches the server's state through the app
     return app
+
+
+LENGTH_FIELDS = ("max_tokens", "max_completion_tokens", "length")
+
+
+def _published(app: FastAPI, server: ServerState) -> dict:
+    """The OpenAPI schema with this server's own values in it: `model` one of its models, the
+    length fields at most its --max-tokens (so a client, or a fuzzer, can know what is served)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        for component in schema.get("components", {}).get("schemas", {}).values():
+            fields = component.get("properties", {})
+            if "model" in fields:
+                fields["model"] = {**fields["model"], "enum": list(server.models)}
+            for name in LENGTH_FIELDS:
+                for option in fields.get(name, {}).get("anyOf", [fields.get(name, {})]):
+                    if option.get("type") == "integer":
+                        option["maximum"] = server.limits.max_tokens
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def drain(app, loop: asyncio.AbstractEventLoop) -> None:

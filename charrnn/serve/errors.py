@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -87,7 +88,7 @@ async def invalid(request: Request, error: RequestValidationError) -> Response:
     message = first.get("msg", "invalid value")
     if first.get("type") == "json_invalid":
         return RequestError(400, "the request body is not valid JSON").response()
-    if field is None and first.get("type") == "model_attributes_type":
+    if field is None and first.get("type") in ("model_attributes_type", "model_type", "missing"):
         return RequestError(400, "the request body must be a JSON object").response()
     text = f"{field}: {message}" if field else message
     return RequestError(400, text, param=field).response()
@@ -108,6 +109,31 @@ async def request_error(request: Request, error: RequestError) -> Response:
 async def library_error(request: Request, error: CharRNNError) -> Response:
     return from_library(error).response()
 
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# what the schema says every endpoint may answer besides its 200
+RESPONSES = {
+    status: {"model": ErrorResponse, "description": meaning}
+    for status, meaning in {
+        400: "A field's type or value is wrong (`param` names it)",
+        401: "An API key is needed",
+        403: "A Host or Origin this server does not answer",
+        404: "No such model, run or endpoint",
+        413: "The body is larger than the server reads",
+        429: "Too many requests in flight, or the pool is full",
+        503: "The server is shutting down",
+    }.items()
+}
 
 HANDLERS = {
     RequestValidationError: invalid,

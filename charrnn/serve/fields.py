@@ -7,9 +7,9 @@ the field (errors.py).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from .. import api
 from ..checks import MAX_SEED
@@ -28,7 +28,21 @@ def _utf8(text: str) -> str:
     return text
 
 
+def _integral(value: object) -> object:
+    """JSON Schema counts 2.0 as an integer, so does this server; 2.5, "2" and true are not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def integer(low: int, high: int | None = None) -> Any:
+    """An integer field's type, its bounds inside (an optional field's schema keeps them)."""
+    return Annotated[int, Field(ge=low, le=high), BeforeValidator(_integral)]
+
+
 Text = Annotated[str, AfterValidator(_utf8)]
+Tokens = integer(0)
+Seed = integer(0, MAX_SEED)
 ModelName = Annotated[Text, Field(min_length=1, description="A model this server serves")]
 Prompt = Annotated[Text, Field(max_length=MAX_PROMPT)]
 StopText = Annotated[Text, Field(min_length=1, max_length=MAX_STOP_LENGTH)]
@@ -39,13 +53,13 @@ temperature_field = Field(
 top_p_field = Field(
     None, gt=0.0, le=1.0, allow_inf_nan=False, description="Nucleus sampling mass (1: off)"
 )
-n_field = Field(1, ge=1, le=128, description="Choices to write, seeds seed, seed+1, ...")
-seed_field = Field(None, ge=0, le=MAX_SEED, description="Choice i draws with seed + i")
+n_field = Field(1, description="Choices to write, drawn with seeds seed, seed+1, ...")
+seed_field = Field(None, description="Choice i draws with seed + i")
 stream_field = Field(False, description="Send server-sent events as the text is written")
 stop_field = Field(
     None, description=f"Up to {MAX_STOPS} strings; a choice ends before the first it writes"
 )
-max_tokens_field = Field(None, ge=0, description="Tokens to write at most")
+max_tokens_field = Field(None, description="Tokens to write at most")
 
 
 class StreamOptions(BaseModel):
@@ -61,11 +75,11 @@ class OpenAIRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: ModelName
-    max_tokens: int | None = max_tokens_field
+    max_tokens: Tokens | None = max_tokens_field
     temperature: float = temperature_field
     top_p: float | None = top_p_field
-    n: int = n_field
-    seed: int | None = seed_field
+    n: integer(1, 128) = n_field
+    seed: Seed | None = seed_field
     stream: bool = stream_field
     stream_options: StreamOptions | None = None
     stop: StopText | Annotated[list[StopText], Field(max_length=MAX_STOPS)] | None = stop_field
@@ -83,11 +97,9 @@ class CompletionRequest(OpenAIRequest):
     prompt: Prompt | Annotated[list[Prompt], Field(min_length=1, max_length=1)] = Field(
         "", description="The text to continue (one prompt per request)"
     )
-    max_tokens: int | None = Field(16, ge=0, description="Tokens to write at most")
-    logprobs: int | None = Field(
+    max_tokens: Tokens | None = Field(16, description="Tokens to write at most")
+    logprobs: integer(0, MAX_ALTERNATIVES) | None = Field(
         None,
-        ge=0,
-        le=MAX_ALTERNATIVES,
         description="Report each token's log-probability and this many alternatives",
     )
     echo: bool = Field(False, description="Send the prompt back before the completion")
@@ -106,18 +118,17 @@ class Message(BaseModel):
 
 
 class ChatRequest(OpenAIRequest):
-    """POST /v1/chat/completions: the reply to the last user message."""
+    """POST /v1/chat/completions: the reply that follows the messages."""
 
     messages: list[Message] = Field(min_length=1, max_length=10_000)
-    max_tokens: int | None = Field(
-        None, ge=0, description="Deprecated name of max_completion_tokens"
-    )
-    max_completion_tokens: int | None = Field(None, ge=0, description="Reply tokens at most")
+    max_tokens: Tokens | None = Field(None, description="Deprecated name of max_completion_tokens")
+    max_completion_tokens: Tokens | None = Field(None, description="Reply tokens at most")
 
-    @property
-    def reply_tokens(self) -> int:
+    def reply_tokens(self, cap: int) -> int:
+        """The tokens asked for; by default 200, within the server's cap."""
         chosen = self.max_completion_tokens
-        return chosen if chosen is not None else (self.max_tokens or 200)
+        chosen = chosen if chosen is not None else self.max_tokens
+        return chosen if chosen is not None else min(200, cap)
 
 
 class GenerateRequest(BaseModel):
@@ -128,23 +139,23 @@ class GenerateRequest(BaseModel):
     model: ModelName
     stream: bool = stream_field
     prime: Prompt = ""
-    length: int | None = Field(None, ge=0, description="Tokens at most (default: 500, or open)")
+    length: Tokens | None = Field(None, description="Tokens at most (default: 500, or open)")
     temperature: float = Field(
         0.8, ge=0.0, le=100.0, allow_inf_nan=False, description="Sampling temperature; 0 is greedy"
     )
-    top_k: int | None = Field(None, ge=0, le=1_000_000, description="Sample from the K best")
+    top_k: integer(0, 1_000_000) | None = Field(None, description="Sample from the K best")
     top_p: float | None = top_p_field
     greedy: bool = False
-    seed: int | None = seed_field
-    num_samples: int = Field(1, ge=1, le=api.MAX_SAMPLES)
+    seed: Seed | None = seed_field
+    num_samples: integer(1, api.MAX_SAMPLES) = 1
     until_eos: bool = False
-    lines: int | None = Field(None, ge=1, le=100_000)
+    lines: integer(1, 100_000) | None = None
     line_end: bool = False
     acrostic: Annotated[Text, Field(min_length=1, max_length=1000)] | None = None
     form: Annotated[Text, Field(min_length=1, max_length=100)] | None = None
     rhyme: bool | Annotated[Text, Field(max_length=16)] = False
     tones: bool = False
-    beam: int | None = Field(None, ge=1, le=api.MAX_BEAM)
+    beam: integer(1, api.MAX_BEAM) | None = None
     length_penalty: float = Field(0.0, ge=0.0, le=10.0, allow_inf_nan=False)
 
 
@@ -173,4 +184,4 @@ class DetokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: ModelName | None = Field(None, description="Default: the server's first model")
-    tokens: list[Annotated[int, Field(ge=0)]] = Field(max_length=MAX_PROMPT)
+    tokens: list[Tokens] = Field(max_length=MAX_PROMPT)

@@ -56,16 +56,15 @@ def completion(asked: CompletionRequest, limits: Limits) -> Completion:
 
 
 def chat(asked: ChatRequest, limits: Limits) -> Completion:
-    """POST /v1/chat/completions: the reply, up to the model's line end."""
-    if asked.messages[-1].role != "user":
-        raise RequestError(400, "the last message must be the user's", param="messages")
+    """POST /v1/chat/completions: the reply that follows the messages, up to its line end."""
     request = api.GenerationRequest(
-        length=asked.reply_tokens,
+        length=asked.reply_tokens(limits.max_tokens),
         num_samples=asked.n,
         seed=asked.seed,
         line_end=True,
         **_sampling(asked.temperature, asked.top_p),
     )
+    _within_cap(asked.max_tokens or 0, "max_tokens", limits)  # the one not used too
     field = "max_completion_tokens" if asked.max_completion_tokens is not None else "max_tokens"
     checked(request, limits, field, names={**OPENAI_NAMES, "length": field})
     usage = asked.stream_options is not None and asked.stream_options.include_usage
@@ -91,6 +90,13 @@ def _sampling(temperature: float, top_p: float | None) -> dict:
     return {"temperature": temperature, "top_p": top_p}
 
 
+def _within_cap(length: int, field: str, limits: Limits) -> None:
+    if length > limits.max_tokens:
+        raise RequestError(
+            400, f"{field} {length} is above this server's cap of {limits.max_tokens}", param=field
+        )
+
+
 def checked(
     request: api.GenerationRequest,
     limits: Limits,
@@ -101,12 +107,7 @@ def checked(
 ) -> api.GenerationRequest:
     """The server's bounds on one request, then the CLI's checks."""
     length = request.length or 0
-    if length > limits.max_tokens:
-        raise RequestError(
-            400,
-            f"{length_field} {length} is above this server's cap of {limits.max_tokens}",
-            param=length_field,
-        )
+    _within_cap(length, length_field, limits)
     rows = request.beam or request.num_samples
     work = (rows * length + (len(request.prime) if echoed else 0)) * (1 + alternatives)
     if work > limits.max_request_tokens:

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from .answer import ServerState
-from .errors import RequestError
+from .errors import RESPONSES, RequestError
 from .fields import DetokenizeRequest, ModelName, TokenizeRequest
 from .models import ServedModel
 
-routes = APIRouter()
+routes = APIRouter(responses=RESPONSES)
 
 
 def _model(request: Request, name: str | None) -> ServedModel:

@@ -182,7 +182,7 @@ def test_chat_replies_end_at_the_line_and_a_resent_history_is_answered_alike(ser
         ("/api/generate", {"model": "run", "path": "/etc/passwd"}, 400, "not permitted", "path"),
         ("/api/generate", {"model": "run", "prime": 5}, 400, "valid string", "prime"),
         ("/api/generate", {"model": "run", "length": "5"}, 400, "valid integer", "length"),
-        ("/api/generate", {"model": "run", "num_samples": 2.0}, 400, "integer", "num_samples"),
+        ("/api/generate", {"model": "run", "num_samples": 2.5}, 400, "integer", "num_samples"),
         ("/api/generate", {"model": "run", "acrostic": ["a"]}, 400, "string", "acrostic"),
         ("/api/generate", {"model": "run", "form": 5}, 400, "string", "form"),
         ("/api/generate", {"model": "run", "top_k": 5.5}, 400, "integer", "top_k"),
