@@ -1,6 +1,7 @@
 """`charrnn serve` under load: concurrent streaming clients on 127.0.0.1 against a 2x512 LSTM.
 
     python benchmarks/bench_serve.py [--seconds 15] [--requests 10000] [--clients 1 8 64 256]
+                                     [--baseline GIT_REF]
 
 For each level of concurrency, that many clients each send streaming completions (a 100-character
 prompt, `--tokens` tokens) back to back for `--seconds`: aggregate tokens/s, p50/p99 time to the
@@ -8,6 +9,9 @@ first token and between tokens, errors. Then `--requests` short requests (64 at 
 server's resident memory before and after, and after as many again (a leak grows in both rounds;
 a cache filling once does not). In the same run, the same weights without a server:
 `LanguageModel.samples()` as `charrnn generate` runs it, one stream and `--num-samples 64`.
+With `--baseline REF`, the server of that commit (a git worktree of it) is measured at every level
+too, in turn with today's on the same warm machine (which goes first alternates by level), so a
+change to the server is a ratio against what it replaced.
 Every request and client is bounded in count and time, and only 127.0.0.1 is contacted.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -120,6 +125,68 @@ async def many_requests(base: str, count: int, at_once: int) -> int:
     return errors
 
 
+def summary(r: dict) -> dict:
+    return {
+        "tokens_per_sec": r["tokens"] / r["seconds"],
+        "requests": r["requests"],
+        "errors": r["errors"],
+        "ttft_p50_ms": 1e3 * percentile(r["first"], 0.5),
+        "ttft_p99_ms": 1e3 * percentile(r["first"], 0.99),
+        "gap_p50_ms": 1e3 * percentile(r["gaps"], 0.5),
+        "gap_p99_ms": 1e3 * percentile(r["gaps"], 0.99),
+    }
+
+
+def worktree(ref: str, tmp: Path) -> Path:
+    """The package as it was at `ref`, checked out beside this one."""
+    path = tmp / "baseline"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(path), ref], check=True, capture_output=True
+    )
+    return path
+
+
+@contextlib.contextmanager
+def serving(run: Path, threads: str | None, package: Path | None = None):
+    """`charrnn serve RUN` (today's, or the one in the `package` checkout): (base URL, process)."""
+    port = free_port()
+    environment = {**os.environ, **({"OMP_NUM_THREADS": threads} if threads else {})}
+    if package is not None:  # its charrnn is found first
+        environment["PYTHONPATH"] = str(package)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "serve",
+            str(run),
+            "--port",
+            str(port),
+            "--max-streams",
+            "1024",
+            "--max-tokens",
+            "2000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environment,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        if package is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(package)], check=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -134,6 +201,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 256])
     parser.add_argument("--name", default="serve")
     parser.add_argument("--server-threads", help="OMP_NUM_THREADS for the server process")
+    parser.add_argument("--baseline", help="a git commit whose server is measured beside today's")
     args = parser.parse_args()
     PROMPTS[:] = prompts(SHARED / "tinyshakespeare.txt")
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,24 +213,15 @@ def main() -> None:
         started = time.perf_counter()
         model.samples(length=500, seed=1, num_samples=64)
         batched = 64 * 500 / (time.perf_counter() - started)
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "charrnn", "serve", str(run), "--port", str(port),
-             "--max-streams", "1024", "--max-tokens", "2000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, **({"OMP_NUM_THREADS": args.server_threads} if args.server_threads else {})},
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/v1/models", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-            levels = {}
-            for clients in args.clients:
-                levels[clients] = asyncio.run(level(base, clients, args.seconds, args.tokens))
+        baseline = worktree(args.baseline, Path(tmp)) if args.baseline else None
+        levels, earlier = {}, {}
+        with serving(run, args.server_threads) as (base, server):
+            old = serving(run, args.server_threads, baseline) if baseline else None
+            with old or contextlib.nullcontext((None, None)) as (old_base, _):
+                for order, clients in enumerate(args.clients):
+                    contenders = [(levels, base)] + ([(earlier, old_base)] if old_base else [])
+                    for found, url in contenders[:: -1 if order % 2 else 1]:
+                        found[clients] = asyncio.run(level(url, clients, args.seconds, args.tokens))
             before = rss_mb(server.pid)
             started = time.perf_counter()
             errors = asyncio.run(many_requests(base, args.requests, 64))
@@ -171,23 +230,26 @@ def main() -> None:
             # a second round tells a leak (grows again) from caches filling once (flat)
             errors += asyncio.run(many_requests(base, args.requests, 64))
             after_second = rss_mb(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
     rows = [["charrnn generate, one stream (same weights, no server)", f"{single:,.0f}", "", "", "", ""],
             ["charrnn generate --num-samples 64", f"{batched:,.0f}", "", "", "", ""]]  # fmt: skip
-    results = {}
-    for clients, r in levels.items():
-        rate = r["tokens"] / r["seconds"]
-        results[clients] = {
-            "tokens_per_sec": rate, "requests": r["requests"], "errors": r["errors"],
-            "ttft_p50_ms": 1e3 * percentile(r["first"], 0.5), "ttft_p99_ms": 1e3 * percentile(r["first"], 0.99),
-            "gap_p50_ms": 1e3 * percentile(r["gaps"], 0.5), "gap_p99_ms": 1e3 * percentile(r["gaps"], 0.99),
-        }  # fmt: skip
-        x = results[clients]
-        rows.append([f"{clients} streaming clients", f"{rate:,.0f} ({rate / single:.1f}x)",
-                     f"{x['ttft_p50_ms']:.0f} / {x['ttft_p99_ms']:.0f}",
-                     f"{x['gap_p50_ms']:.1f} / {x['gap_p99_ms']:.1f}", str(r["requests"]), str(r["errors"])])  # fmt: skip
+    results = {clients: summary(r) for clients, r in levels.items()}
+    baseline_results = {clients: summary(r) for clients, r in earlier.items()}
+    for clients in levels:
+        for label, found in (("", results), (f" ({args.baseline})", baseline_results)):
+            if clients not in found:
+                continue
+            x = found[clients]
+            rate = x["tokens_per_sec"]
+            rows.append(
+                [
+                    f"{clients} streaming clients{label}",
+                    f"{rate:,.0f} ({rate / single:.1f}x)",
+                    f"{x['ttft_p50_ms']:.0f} / {x['ttft_p99_ms']:.0f}",
+                    f"{x['gap_p50_ms']:.1f} / {x['gap_p99_ms']:.1f}",
+                    str(x["requests"]),
+                    str(x["errors"]),
+                ]
+            )
     print_table(
         "charrnn serve, 2x512 LSTM, 100-character prompts",
         ["contender", "tokens/s (x one stream)", "first token p50/p99 ms", "between tokens p50/p99 ms", "requests", "errors"],
@@ -199,7 +261,8 @@ def main() -> None:
     record = {"single_stream": single, "num_samples_64": batched, "levels": results,
               "many": {"requests": args.requests, "errors": errors, "seconds": many_seconds,
                        "rss_before_mb": before, "rss_after_mb": after, "rss_after_second_mb": after_second},
-              "tokens_per_request": args.tokens, "seconds_per_level": args.seconds}  # fmt: skip
+              "tokens_per_request": args.tokens, "seconds_per_level": args.seconds,
+              "baseline": {"ref": args.baseline, "levels": baseline_results} if args.baseline else None}  # fmt: skip
     print(f"written {write_result(args.name, record)}")
 
 

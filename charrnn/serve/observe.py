@@ -9,6 +9,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import RequestError, log
 from .models import ServedModel
 
 ENDPOINTS = (
@@ -74,7 +75,7 @@ class Observed:
             return await self.app(scope, receive, send)
         path = scope["path"]
         endpoint = path if path in ENDPOINTS else "other"
-        started, status = time.perf_counter(), 500
+        started, status = time.perf_counter(), None
 
         async def sending(message: Message) -> None:
             nonlocal status
@@ -84,6 +85,12 @@ class Observed:
 
         try:
             await self.app(scope, receive, sending)
+        except Exception as error:  # a bug in charrnn: one line in the log, a 500 if it can
+            log.error("%s %s failed (%s: %s)", scope["method"], path, type(error).__name__, error)
+            if status is None:
+                status = 500
+                failed = RequestError(500, "the server failed on this request", "server_error")
+                await failed.response()(scope, receive, send)
         finally:
-            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.requests.labels(endpoint, str(status or 500)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
