@@ -116,6 +116,10 @@ def test_a_300_mb_body_is_refused_as_it_arrives(bounded):
         assert answer.startswith("HTTP/1.1 413"), answer[:200]
         assert sent < 300
     assert rss_mb(process.pid) - before < 50
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:  # leaves mid-upload
+        connection.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Content-Length: 1000\r\n\r\n{\"model\": ")  # fmt: skip
+    assert httpx.get(base + "/health").status_code == 200  # and the log stays clean (stop())
 
 
 def test_an_unbounded_request_is_refused_naming_its_bound(bounded):
