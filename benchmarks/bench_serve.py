@@ -1,7 +1,7 @@
 """`charrnn serve` under load: concurrent streaming clients on 127.0.0.1 against a 2x512 LSTM.
 
     python benchmarks/bench_serve.py [--seconds 15] [--requests 10000] [--clients 1 8 64 256]
-                                     [--baseline GIT_REF]
+                                     [--baseline GIT_REF] [--rounds N]
 
 For each level of concurrency, that many clients each send streaming completions (a 100-character
 prompt, `--tokens` tokens) back to back for `--seconds`: aggregate tokens/s, p50/p99 time to the
@@ -11,7 +11,9 @@ a cache filling once does not). In the same run, the same weights without a serv
 `LanguageModel.samples()` as `charrnn generate` runs it, one stream and `--num-samples 64`.
 With `--baseline REF`, the server of that commit (a git worktree of it) is measured at every level
 too, in turn with today's on the same warm machine (which goes first alternates by level), so a
-change to the server is a ratio against what it replaced.
+change to the server is a ratio against what it replaced; `--rounds N` measures every level N
+times in turn and reports the round of median tokens/s (this machine's figures move by 20% from
+one 15-second round to the next).
 Every request and client is bounded in count and time, and only 127.0.0.1 is contacted.
 """
 
@@ -137,6 +139,15 @@ def summary(r: dict) -> dict:
     }
 
 
+def median(rounds: list[dict]) -> dict:
+    """The round of median tokens/s (of an odd count; the upper middle of an even one)."""
+    ordered = sorted((summary(r) for r in rounds), key=lambda x: x["tokens_per_sec"])
+    return {
+        **ordered[len(ordered) // 2],
+        "rounds_tokens_per_sec": [x["tokens_per_sec"] for x in ordered],
+    }
+
+
 def worktree(ref: str, tmp: Path) -> Path:
     """The package as it was at `ref`, checked out beside this one."""
     path = tmp / "baseline"
@@ -202,6 +213,7 @@ def main() -> None:
     parser.add_argument("--name", default="serve")
     parser.add_argument("--server-threads", help="OMP_NUM_THREADS for the server process")
     parser.add_argument("--baseline", help="a git commit whose server is measured beside today's")
+    parser.add_argument("--rounds", type=int, default=1, help="each level this many times, in turn")
     args = parser.parse_args()
     PROMPTS[:] = prompts(SHARED / "tinyshakespeare.txt")
     with tempfile.TemporaryDirectory() as tmp:
@@ -218,10 +230,12 @@ def main() -> None:
         with serving(run, args.server_threads) as (base, server):
             old = serving(run, args.server_threads, baseline) if baseline else None
             with old or contextlib.nullcontext((None, None)) as (old_base, _):
-                for order, clients in enumerate(args.clients):
+                rounds = [(r, clients) for r in range(args.rounds) for clients in args.clients]
+                for order, (_, clients) in enumerate(rounds):
                     contenders = [(levels, base)] + ([(earlier, old_base)] if old_base else [])
                     for found, url in contenders[:: -1 if order % 2 else 1]:
-                        found[clients] = asyncio.run(level(url, clients, args.seconds, args.tokens))
+                        measured = asyncio.run(level(url, clients, args.seconds, args.tokens))
+                        found.setdefault(clients, []).append(measured)
             before = rss_mb(server.pid)
             started = time.perf_counter()
             errors = asyncio.run(many_requests(base, args.requests, 64))
@@ -232,8 +246,8 @@ def main() -> None:
             after_second = rss_mb(server.pid)
     rows = [["charrnn generate, one stream (same weights, no server)", f"{single:,.0f}", "", "", "", ""],
             ["charrnn generate --num-samples 64", f"{batched:,.0f}", "", "", "", ""]]  # fmt: skip
-    results = {clients: summary(r) for clients, r in levels.items()}
-    baseline_results = {clients: summary(r) for clients, r in earlier.items()}
+    results = {clients: median(found) for clients, found in levels.items()}
+    baseline_results = {clients: median(found) for clients, found in earlier.items()}
     for clients in levels:
         for label, found in (("", results), (f" ({args.baseline})", baseline_results)):
             if clients not in found:

@@ -3,13 +3,14 @@ server-sent-event chunks, and a conversation as the model reads it."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
 from .streaming import Delta, Run, Token
 
 
-@dataclass(frozen=True)
+@dataclass
 class Answer:
     """What every object of one answer repeats: its kind ("text_completion" or
     "chat.completion"), id, creation time and model."""
@@ -25,6 +26,12 @@ class Answer:
 
     def head(self, kind: str) -> dict:
         return {"id": self.ident, "object": kind, "created": self.created, "model": self.model}
+
+    @functools.cached_property
+    def event_head(self) -> str:
+        """`data: {"id": ..., "model": ...,` of every chunk of this answer, written once."""
+        kind = "chat.completion.chunk" if self.chat else "text_completion"
+        return "data: " + json.dumps(self.head(kind), ensure_ascii=False)[:-1] + ","
 
 
 def conversation(
@@ -63,16 +70,13 @@ def logprobs(tokens: list[Token]) -> dict:
 
 def text_event(answer: Answer, delta: Delta) -> str:
     """The server-sent event of a plain text piece, without building the whole object (one is
-    sent per row per token)."""
+    sent per row per token: the event loop's busiest line)."""
     text = json.dumps(delta.text, ensure_ascii=False)
     if answer.chat:
-        kind = "chat.completion.chunk"
         body = f'"delta":{{"content":{text}}},"finish_reason":null'
     else:
-        kind = "text_completion"
         body = f'"text":{text},"finish_reason":null,"logprobs":null'
-    head = json.dumps(answer.head(kind), ensure_ascii=False)[:-1]
-    return f'data: {head},"choices":[{{"index":{delta.index},{body}}}]}}\n\n'
+    return f'{answer.event_head}"choices":[{{"index":{delta.index},{body}}}]}}\n\n'
 
 
 def chunk(answer: Answer, index: int, text: str | None, role=False, finish=None, tokens=None):

@@ -180,6 +180,7 @@ def run_cli(args, stdin=b"", env=None):
     )
 
 
+@pytest.mark.slow
 def test_invalid_bytes_on_chat_stdin_and_in_argv(trained_run):
     process = run_cli(["chat", str(trained_run)], b"hi \xff\n")
     assert process.returncode == 2, process.stderr
@@ -189,6 +190,7 @@ def test_invalid_bytes_on_chat_stdin_and_in_argv(trained_run):
     assert process.stderr.strip() == b"Error: --prime is not valid UTF-8 text"
 
 
+@pytest.mark.slow
 def test_data_folder_under_a_regular_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -222,6 +224,7 @@ def test_chat_history_escapes_model_and_user_text(trained_run):
     assert "\x1b" not in result.output and "\\x1b[2J" in result.output
 
 
+@pytest.mark.slow
 def test_long_single_line_scores_in_chunks_with_flat_memory(trained_run, tmp_path):
     """2 MB on one line: scored in chunks, equal to scoring it as a whole would be."""
     import resource
@@ -239,6 +242,7 @@ def test_long_single_line_scores_in_chunks_with_flat_memory(trained_run, tmp_pat
     assert short.tokens == 3000
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_is_one_line_and_a_broken_pipe_exit_0(trained_run):
     closed = subprocess.run(
         [sys.executable, "-m", "charrnn", "generate", str(trained_run), "--length", "5"],
@@ -257,6 +261,7 @@ def test_a_closed_stdout_is_one_line_and_a_broken_pipe_exit_0(trained_run):
     assert b"a bug in charrnn" not in piped.stderr and b"Traceback" not in piped.stderr
 
 
+@pytest.mark.slow
 def test_chat_save_never_replaces_a_file_unless_asked(trained_run, tmp_path):
     keep = tmp_path / "keep.txt"
     keep.write_bytes(b"keep\n")
@@ -270,6 +275,7 @@ def test_chat_save_never_replaces_a_file_unless_asked(trained_run, tmp_path):
     assert keep.read_text().startswith("you: the cat")
 
 
+@pytest.mark.slow
 def test_a_prime_file_of_any_length_is_read_in_windows(trained_run, tmp_path):
     import charrnn
 
@@ -286,6 +292,7 @@ def test_a_prime_file_of_any_length_is_read_in_windows(trained_run, tmp_path):
     assert from_stdin.stdout == run_cli([*small, "--prime", "the cat sat"]).stdout
 
 
+@pytest.mark.slow
 def test_a_20_mb_chat_line_is_refused_in_one_line(trained_run):
     process = run_cli(["chat", str(trained_run)], b"x" * 20_000_000 + b"\n")
     assert process.returncode == 2

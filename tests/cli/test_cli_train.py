@@ -47,6 +47,7 @@ def test_resume_extends_a_finished_run(tiny_corpus, isolated):
     assert "reached --max-steps 20" in result.output
 
 
+@pytest.mark.slow
 def test_train_on_builtin_corpus_by_name_with_word_level(isolated):
     result = CliRunner().invoke(
         cli,

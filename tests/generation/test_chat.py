@@ -117,6 +117,7 @@ def chatty_run(tmp_path_factory):
     return result.run_dir
 
 
+@pytest.mark.slow
 def test_real_terminal_session(chatty_run):
     # started with SIGINT ignored, as a script's background job is: Ctrl-C must still work
     child = pexpect.spawn(

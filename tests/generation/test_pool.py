@@ -3,12 +3,14 @@ that fails inside a step fails alone, and the pool's bound on rows holds."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
 
 import charrnn
 from charrnn.errors import BusyError, ConfigError
+from charrnn.generation.grouped import settings_key
 
 
 def collect(stream_pieces: list, done: threading.Event):
@@ -74,3 +76,17 @@ def test_the_pool_refuses_rows_past_its_bound(trained_run):
         assert done.wait(10) and pool.rows == 0
     finally:
         pool.close(timeout=10)
+
+
+def test_rows_are_grouped_by_every_sampling_setting_but_the_seed():
+    """A setting added to SampleConfig later (here, in a subclass) separates the rows of requests
+    that differ in it, with no change to the pool; the seed never does (each row has its own)."""
+
+    @dataclasses.dataclass
+    class WithFloor(charrnn.SampleConfig):
+        min_p: float = 0.0
+
+    one, other = WithFloor(min_p=0.0, seed=1), WithFloor(min_p=0.1, seed=1)
+    assert settings_key(one) != settings_key(other)
+    assert settings_key(one) == settings_key(dataclasses.replace(one, seed=99))
+    assert settings_key(charrnn.SampleConfig(top_k=5)) != settings_key(charrnn.SampleConfig())

@@ -59,6 +59,7 @@ def test_top_p_keeps_the_smallest_nucleus():
     assert (top2 > 0).tolist() == [[False, False, True, True, False]]
 
 
+@pytest.mark.slow
 def test_unk_is_never_emitted_even_when_likely():
     tokenizer = CharTokenizer("line").fit(["abc\n"], DataConfig())
     net = RNNLanguageModel(

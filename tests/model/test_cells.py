@@ -129,6 +129,7 @@ def run_cell(corpus, out, cell, stop_at=None, init="default"):
 @pytest.mark.parametrize(
     "cell, init", [(c, "default") for c in NEW_CELLS] + [("rnn-relu", "identity")]
 )
+@pytest.mark.slow
 def test_resume_is_exact_for_each_cell(tiny_corpus, tmp_path, cell, init):
     full = run_cell(tiny_corpus, tmp_path / "full", cell, init=init)
     assert full.steps == 30 and full.best_val_loss < np.log(30)
@@ -299,6 +300,7 @@ torch.save(results, sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_the_fused_kernels_compute_what_the_aten_loops_compute(tmp_path):
     """The scans' C kernels (kernels.py) against their ATen loops (CHARRNN_KERNELS=0), for each
     hand-written cell in fp32 and under bf16 autocast: the loss and every gradient."""

@@ -56,6 +56,7 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.slow
 def test_the_models_list_answers_while_a_long_text_is_scored(bounded):
     _, base = bounded
     text = "the cat sat on the mat. " * 4200  # 100,800 characters: past the limit
@@ -187,6 +188,7 @@ def test_a_client_that_leaves_a_whole_answer_frees_its_slot(bounded):
     assert httpx.post(base + "/v1/completions", json=short).status_code == 200
 
 
+@pytest.mark.slow
 def test_sigterm_ends_every_long_stream_with_a_finish_reason_and_done(trained_run):
     process, base = start_server(
         str(trained_run), "--max-tokens", "100000", "--shutdown-timeout", "1"
@@ -219,6 +221,7 @@ def test_an_empty_api_key_is_a_one_line_error(trained_run):
     assert result.output.strip().count("\n") == 0 and "--api-key is empty" in result.output
 
 
+@pytest.mark.slow
 def test_the_key_is_read_in_any_case_of_its_scheme(trained_run):
     process, base = start_server(str(trained_run), "--api-key", "s3cret")
     try:
@@ -233,6 +236,7 @@ def test_the_key_is_read_in_any_case_of_its_scheme(trained_run):
         stop(process)
 
 
+@pytest.mark.slow
 def test_a_cross_site_page_and_a_rebound_host_are_refused(trained_run):
     process, base = start_server(str(trained_run), "--cors-origin", "https://example.org")
     body = '{"model": "run", "prompt": "the ", "max_tokens": 5}'
@@ -271,6 +275,7 @@ def test_health_and_metrics_answer(bounded):
     assert "charrnn_request_seconds_bucket" in text and "charrnn_requests_in_flight" in text
 
 
+@pytest.mark.slow
 def test_a_connection_that_sends_no_headers_is_dropped(bounded):
     _, base = bounded
     port = int(base.rsplit(":", 1)[1])
@@ -281,6 +286,7 @@ def test_a_connection_that_sends_no_headers_is_dropped(bounded):
         assert time.time() - started < 20
 
 
+@pytest.mark.slow
 def test_warnings_are_one_line_each_kind_without_paths(trained_run, tmp_path):
     process, base = start_server(str(trained_run))
     try:

@@ -274,6 +274,7 @@ def test_the_official_openai_client_works_unchanged(server):
         client.completions.create(model="run", prompt="x", temperature=-2)
 
 
+@pytest.mark.slow
 def test_an_api_key_is_checked_and_too_many_streams_get_429(trained_run):
     process, base = start_server(
         str(trained_run), "--api-key", "s3cret", "--max-streams", "1", "--max-tokens", "100000"

@@ -118,6 +118,7 @@ def dialogue_run(tmp_path_factory):
     return result.run_dir
 
 
+@pytest.mark.slow
 def test_a_chat_reply_is_never_empty_where_the_corpus_leaves_a_blank_line(dialogue_run):
     model = charrnn.load(dialogue_run)
     blank = model.surprisal("Good morrow, sir.\n\n")[-1]
@@ -136,6 +137,7 @@ def test_a_chat_reply_is_never_empty_where_the_corpus_leaves_a_blank_line(dialog
         stop(process)
 
 
+@pytest.mark.slow
 def test_serve_reads_a_dialogue_with_the_speakers_prefixes(dialogue_run):
     process, base = start_server(str(dialogue_run), "--user-prefix", "ROMEO:\n",
                                  "--bot-prefix", "JULIET:\n")  # fmt: skip

@@ -67,6 +67,7 @@ def same_weights(a: Path, b: Path) -> bool:
     return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_model_that_generate_loads(tiny_corpus, tmp_path):
     run = tmp_path / "two"
     done = train_two(tmp_path, tiny_corpus, run, "--max-steps", "120")
@@ -86,6 +87,7 @@ def test_two_processes_train_one_model_that_generate_loads(tiny_corpus, tmp_path
     assert result.exit_code == 0 and len(result.output) > 10
 
 
+@pytest.mark.slow
 def test_a_killed_two_process_run_resumes_bit_identical(tiny_corpus, tmp_path):
     steps = ["--max-steps", "400"]
     whole = tmp_path / "whole"
@@ -111,6 +113,7 @@ def test_a_killed_two_process_run_resumes_bit_identical(tiny_corpus, tmp_path):
     assert same_weights(whole / "best.pt", killed / "best.pt")
 
 
+@pytest.mark.slow
 def test_one_process_resumes_a_two_process_run(tiny_corpus, tmp_path, monkeypatch):
     run = tmp_path / "two"
     assert train_two(tmp_path, tiny_corpus, run, "--max-steps", "60").returncode == 0
@@ -122,6 +125,7 @@ def test_one_process_resumes_a_two_process_run(tiny_corpus, tmp_path, monkeypatc
     assert state["trainer"]["step"] == 100 and "ranks" not in state
 
 
+@pytest.mark.slow
 def test_nproc_starts_torchrun_for_the_user(tiny_corpus, tmp_path):
     run = tmp_path / "nproc"
     command = [sys.executable, "-m", "charrnn", "train", str(tiny_corpus), "--out", str(run),
@@ -157,6 +161,7 @@ def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu(trained_run, tmp_path):
     assert len(model.generate("the", length=20, seed=0)) > 3
 
 
+@pytest.mark.slow
 def test_a_sigtermed_two_process_run_saves_once_and_resumes_bit_identical(tiny_corpus, tmp_path):
     steps = ["--max-steps", "1500", "--max-time", "none"]
     whole = tmp_path / "whole"

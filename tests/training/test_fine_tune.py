@@ -211,6 +211,7 @@ def test_options_the_parent_allows(trained_run, new_corpus, tmp_path):
     assert saved["model"]["dropout"] == 0.1 and saved["train"]["lr"] == 0.002
 
 
+@pytest.mark.slow
 def test_from_a_run_in_use_is_refused(trained_run, new_corpus, tmp_path):
     copy = tmp_path / "busy"
     shutil.copytree(trained_run, copy)

@@ -58,6 +58,7 @@ def hold_lock(path):
 
 
 # 1. one process per run directory; a dead holder's lock is taken over
+@pytest.mark.slow
 def test_a_run_in_use_is_refused_and_a_dead_lock_taken_over(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -144,6 +145,7 @@ def test_leftover_temp_files_are_removed(tiny_corpus, tmp_path):
 
 
 # 5. disk full: one line, exit 2, the previous checkpoint intact
+@pytest.mark.slow
 def test_a_failing_write_is_one_line_and_keeps_the_previous_checkpoint(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     assert train(tiny_corpus, out, *STEPS).exit_code == 0
@@ -265,6 +267,7 @@ def test_an_extended_run_does_not_jump_its_learning_rate(tiny_corpus, tmp_path):
 
 
 # 10. same seed, same machine, same threads: bit-identical runs (separate processes)
+@pytest.mark.slow
 def test_two_runs_with_the_same_seed_are_bit_identical(tiny_corpus, tmp_path):
     hashes = []
     for name in ("a", "b"):
@@ -345,6 +348,7 @@ def kill_during_training(corpus, out, rng):
     return any(p.name != ".lock" for p in out.glob(".*"))
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tiny_corpus, tmp_path):
     import random
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import time
 
+import pytest
 import torch
 
 import charrnn
@@ -221,6 +222,7 @@ def test_weight_decay_follows_the_epochs_planned_and_only_adamw_gets_it_unasked(
     assert train.weight_decay == 0.01 and plan is None
 
 
+@pytest.mark.slow
 def test_a_timed_run_measures_on_this_device_and_explains_its_choice(tmp_path):
     corpus = tmp_path / "tiny.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
@@ -259,6 +261,7 @@ def test_the_regularisation_follows_the_speed_training_delivers_not_the_timing()
     assert tokens_on_course(0, 1000.0, 100.0, eval_share=0.02) == 98_000  # evaluations cost less
 
 
+@pytest.mark.slow
 def test_a_timed_run_corrects_a_plan_whose_timing_was_far_off(tmp_path):
     corpus = tmp_path / "tiny.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")  # 3.3K training tokens: many epochs in 5 s
@@ -305,6 +308,7 @@ def test_a_timed_run_corrects_a_plan_whose_timing_was_far_off(tmp_path):
     assert resumed["model"]["dropout"] == again.dropout
 
 
+@pytest.mark.slow
 def test_explicit_dropout_is_kept_when_the_run_plans_again(tmp_path):
     corpus = tmp_path / "tiny.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")

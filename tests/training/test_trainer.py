@@ -76,6 +76,7 @@ def test_carried_state_beats_reset_on_long_range_repeats(tmp_path):
     assert carried < total / count - 0.05
 
 
+@pytest.mark.slow
 def test_clipping_bounds_the_gradient_norm(tiny_corpus, tmp_path):
     prepared = prepare([tiny_corpus])
     trainer = Trainer(
@@ -146,6 +147,7 @@ def test_resumed_run_ends_with_the_same_weights(tiny_corpus, tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_loadable_checkpoint_and_prints_resume(tiny_corpus, tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
@@ -180,6 +182,7 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_prints_resume(tiny_corpus, tmp_p
 
 
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.slow
 def test_sigterm_and_sighup_save_like_ctrl_c_and_resume_bit_identical(tiny_corpus, tmp_path, sent):
     budget = [*TINY_CLI, "--max-steps", "2500", "--max-time", "none", "--log-every", "5"]
     whole = tmp_path / "whole"
@@ -243,6 +246,7 @@ def test_injected_nan_steps_are_skipped_and_the_lr_recovers(tiny_corpus, tmp_pat
     assert trainer.learning_rate() == pytest.approx(trainer.schedule.lr(trainer.progress))
 
 
+@pytest.mark.slow
 def test_repeated_non_finite_steps_restore_the_last_good_weights(tiny_corpus, tmp_path):
     prepared = prepare([tiny_corpus])
     events = []
@@ -429,6 +433,7 @@ def test_a_resumed_run_can_restore_what_it_loaded(tiny_corpus, tmp_path):
     assert any("restored the last good weights" in e.message for e in events)
 
 
+@pytest.mark.slow
 def test_divergence_with_nothing_good_stops_with_a_message(tiny_corpus, tmp_path):
     prepared = prepare([tiny_corpus])
     trainer = Trainer(prepared, ModelConfig(**TINY_MODEL), TrainConfig(**TINY_TRAIN))
@@ -478,6 +483,7 @@ def test_evaluation_on_a_subsample_then_the_whole_split_at_the_end(tmp_path):
     assert abs(sample.loss - whole.loss) < 4 * sample.stderr + 0.05
 
 
+@pytest.mark.slow
 def test_the_whole_split_decides_between_the_final_and_the_best_weights(tmp_path):
     # Evaluations while training read a subsample; at the end the final weights and best.pt's
     # are both scored on the whole split, and best.pt becomes whichever scores lower there.
@@ -506,6 +512,7 @@ def test_the_whole_split_decides_between_the_final_and_the_best_weights(tmp_path
     assert all(torch.equal(weights[k], best["model"][k]) for k in weights)
 
 
+@pytest.mark.slow
 def test_an_overfitting_run_stops_on_its_own_and_keeps_the_best(tmp_path):
     import random
 
@@ -540,6 +547,7 @@ def test_looking_at_the_loss_less_often_trains_the_same_model(tiny_corpus, tmp_p
     assert logs[0] == pytest.approx(logs[1], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_nan_between_host_syncs_restores_the_last_good_weights(tiny_corpus):
     events = []
     trainer = Trainer(
