@@ -221,24 +221,36 @@ def adapt_options(command):
     return apply(
         [
             click.option(
-                "--adapt-lr", type=float, default=_ADAPT.lr, show_default=True,
+                "--adapt-lr",
+                type=float,
+                default=_ADAPT.lr,
+                show_default=True,
                 help="Adaptation: step size (0: none, the trained weights' score).",
             ),
             click.option(
-                "--adapt-segment", type=int, default=_ADAPT.segment, show_default=True,
+                "--adapt-segment",
+                type=int,
+                default=_ADAPT.segment,
+                show_default=True,
                 help="Adaptation: tokens read between steps.",
             ),
             click.option(
-                "--adapt-decay", type=float, default=_ADAPT.decay, show_default=True,
+                "--adapt-decay",
+                type=float,
+                default=_ADAPT.decay,
+                show_default=True,
                 help="Adaptation: pull back toward the trained weights per step.",
             ),
             click.option(
-                "--adapt-rule", type=click.Choice(ADAPT_RULES), default=_ADAPT.rule,
-                show_default=True, help="Adaptation: RMS-normalised steps, or plain SGD.",
+                "--adapt-rule",
+                type=click.Choice(ADAPT_RULES),
+                default=_ADAPT.rule,
+                show_default=True,
+                help="Adaptation: RMS-normalised steps, or plain SGD.",
             ),
         ],
         command,
-    )  # fmt: skip
+    )
 
 
 def pop_adapt_settings(options: dict) -> AdaptSettings:
@@ -249,9 +261,13 @@ def pop_adapt_settings(options: dict) -> AdaptSettings:
 def format_option(*choices: str):
     """--format with these choices, the first being the default."""
     return click.option(
-        "--format", "output_format", type=click.Choice(choices), default=choices[0],
-        show_default=True, help="Output format.",
-    )  # fmt: skip
+        "--format",
+        "output_format",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output format.",
+    )
 
 
 def duration(ctx, param, value):

@@ -28,17 +28,30 @@ from .base import (
     "--max-reply", type=int, default=200, show_default=True, help="Longest reply, in tokens."
 )
 @click.option(
-    "--prime-file", type=click.Path(dir_okay=False, allow_dash=True),
+    "--prime-file",
+    type=click.Path(dir_okay=False, allow_dash=True),
     help="Read this file's text (- for stdin) before the first turn: any length.",
-)  # fmt: skip
+)
 @verse_options
 @precision_option
 @device_option
 @friendly_errors
 def chat(
-    checkpoint_path, temperature, top_k, top_p, seed, user_prefix, bot_prefix, max_reply,
-    prime_file, form, rhyme, tones, device, precision,
-) -> None:  # fmt: skip
+    checkpoint_path,
+    temperature,
+    top_k,
+    top_p,
+    seed,
+    user_prefix,
+    bot_prefix,
+    max_reply,
+    prime_file,
+    form,
+    rhyme,
+    tones,
+    device,
+    precision,
+) -> None:
     """Talk to a model in the terminal; it remembers the conversation. /help lists commands."""
     from .. import api
     from ..console import chat_header, write_model_text
@@ -46,9 +59,14 @@ def chat(
     prime = prime_text("", prime_file)
     request = api.GenerationRequest(
         prime=prime,
-        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, form=form,
-        rhyme=rhyme or False, tones=tones,
-    )  # fmt: skip
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        form=form,
+        rhyme=rhyme or False,
+        tones=tones,
+    )
     session = api.chat_session(
         api.load(checkpoint_path, device, precision), request, user_prefix, bot_prefix, max_reply
     )

@@ -51,9 +51,10 @@ def _warn(caught: list) -> None:
 @click.argument("checkpoint_path", metavar="[CHECKPOINT|RUN_DIR]", required=False)
 @click.option("--prime", default="", help="Text to start from (printed before the continuation).")
 @click.option(
-    "--prime-file", type=click.Path(dir_okay=False, allow_dash=True),
+    "--prime-file",
+    type=click.Path(dir_okay=False, allow_dash=True),
     help="Start from this file's text (- for stdin), read in windows: any length.",
-)  # fmt: skip
+)
 @click.option(
     "--length", type=int, help="Tokens to generate (default 500; a cap with --lines/--until-eos)."
 )
@@ -101,7 +102,17 @@ def _warn(caught: list) -> None:
 @precision_option
 @device_option
 @friendly_errors
-def generate(checkpoint_path, output_format, no_stream, device, precision, prime_file, adapt_on, save_adapted, **options) -> None:  # fmt: skip
+def generate(
+    checkpoint_path,
+    output_format,
+    no_stream,
+    device,
+    precision,
+    prime_file,
+    adapt_on,
+    save_adapted,
+    **options,
+) -> None:
     """Write text with a trained model (default: the newest run under checkpoints/)."""
     from .. import api
     from ..console import json_line, write_model_text
@@ -120,9 +131,12 @@ def generate(checkpoint_path, output_format, no_stream, device, precision, prime
             click.echo(f"wrote {click.format_filename(str(model.save(save_adapted)))}", err=True)
     request = api.GenerationRequest(**{**options, "rhyme": options["rhyme"] or False})
     stream = (
-        request.beam is None and request.num_samples == 1 and output_format == "text"
-        and not no_stream and sys.stdout.isatty()
-    )  # fmt: skip
+        request.beam is None
+        and request.num_samples == 1
+        and output_format == "text"
+        and not no_stream
+        and sys.stdout.isatty()
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if stream:
@@ -167,12 +181,25 @@ def generate(checkpoint_path, output_format, no_stream, device, precision, prime
 @format_option("table", "json")
 @click.option("--show", is_flag=True, help="Print the text coloured by surprisal (bits per token).")
 @click.option(
-    "--html", "html_file", type=click.Path(dir_okay=False),
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
     help="Write a page: surprisal colours, the model's top-5 guesses on hover.",
-)  # fmt: skip
+)
 @device_option
 @friendly_errors
-def score(checkpoint_path, text, file_path, per_line, output_format, show, html_file, device, adapt, **options) -> None:  # fmt: skip
+def score(
+    checkpoint_path,
+    text,
+    file_path,
+    per_line,
+    output_format,
+    show,
+    html_file,
+    device,
+    adapt,
+    **options,
+) -> None:
     """How likely is TEXT under the model? Log-probability, nats/token, bits/char, perplexity."""
     from .. import api
     from ..console import adaptation_table, json_line, score_table

@@ -69,9 +69,12 @@ def neurons(checkpoint_path, text_file, top, unit, html_file) -> None:
 @cli.command()
 @click.argument("checkpoint_path", metavar="[RUN]", required=False)
 @click.option(
-    "--cell", "cells", multiple=True, type=click.Choice(tuple(CELLS)),
+    "--cell",
+    "cells",
+    multiple=True,
+    type=click.Choice(tuple(CELLS)),
     help="Untrained cells to compare (default rnn, gru, lstm).",
-)  # fmt: skip
+)
 @click.option("--steps", type=int, default=200, show_default=True, help="Sequence length.")
 @click.option("--hidden", type=int, default=128, show_default=True, help="Size without a RUN.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write a .png or .svg.")

@@ -29,8 +29,15 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SUBWORD_MODELS = ("unigram", "bpe")
 MODEL_SIZE_FIELDS = (
-    "cell", "layers", "hidden", "embed", "dropout", "tie_weights", "init", "skip_connections"
-)  # fmt: skip
+    "cell",
+    "layers",
+    "hidden",
+    "embed",
+    "dropout",
+    "tie_weights",
+    "init",
+    "skip_connections",
+)
 # cells whose layers run as PyTorch's fused modules, one layer at a time when each layer's
 # output is needed (language_model.py)
 FUSED_CELLS = tuple(name for name, spec in CELLS.items() if spec.fused)

@@ -49,8 +49,12 @@ def curves_chart(
         )
         plt.plot(curves.val[x], curves.val["bpc"], marker="braille", label=f"{curves.name} val")
         if curves.best:
-            plt.scatter([curves.best[x]], [curves.best["bpc"]], marker="*",
-                        label=f"best {curves.best['bpc']:.3f}")  # fmt: skip
+            plt.scatter(
+                [curves.best[x]],
+                [curves.best["bpc"]],
+                marker="*",
+                label=f"best {curves.best['bpc']:.3f}",
+            )
     plt.xlabel("tokens seen" if x == "tokens" else "seconds")
     plt.ylabel("bits/char")
     return plt.build()

@@ -60,14 +60,30 @@ def draw_curves(
     figure, axes = new_figure(output, size)
     for index, curves in enumerate(runs):
         color = f"C{index % 10}"
-        axes.plot(curves.train[x], curves.train["bpc"], "--", color=color, alpha=0.6,
-                  label=f"{curves.name} train")  # fmt: skip
-        axes.plot(curves.val[x], curves.val["bpc"], "-o", color=color, markersize=3,
-                  label=f"{curves.name} validation")  # fmt: skip
+        axes.plot(
+            curves.train[x],
+            curves.train["bpc"],
+            "--",
+            color=color,
+            alpha=0.6,
+            label=f"{curves.name} train",
+        )
+        axes.plot(
+            curves.val[x],
+            curves.val["bpc"],
+            "-o",
+            color=color,
+            markersize=3,
+            label=f"{curves.name} validation",
+        )
         if curves.best:
             axes.plot([curves.best[x]], [curves.best["bpc"]], "*", color=color, markersize=14)
-            axes.annotate(f"{curves.best['bpc']:.3f}", (curves.best[x], curves.best["bpc"]),
-                          textcoords="offset points", xytext=(6, -12))  # fmt: skip
+            axes.annotate(
+                f"{curves.best['bpc']:.3f}",
+                (curves.best[x], curves.best["bpc"]),
+                textcoords="offset points",
+                xytext=(6, -12),
+            )
     axes.set_xlabel("tokens seen" if x == "tokens" else "seconds")
     axes.set_ylabel("bits per character")
     return save_figure(figure, axes, output)

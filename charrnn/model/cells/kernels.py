@@ -64,8 +64,9 @@ def library() -> ctypes.CDLL | None:
 def usable(*tensors: torch.Tensor, products: torch.Tensor | None = None) -> bool:
     """Whether the kernels can take these tensors: on the CPU, contiguous and fp32, as they read
     and write them; `products`, what the step's matrix products read, on the CPU in fp32 or bf16."""
-    fp32 = all(t.device.type == "cpu" and t.is_contiguous() and t.dtype == torch.float32
-               for t in tensors)  # fmt: skip
+    fp32 = all(
+        t.device.type == "cpu" and t.is_contiguous() and t.dtype == torch.float32 for t in tensors
+    )
     readable = products is None or (
         products.device.type == "cpu" and products.dtype in (torch.float32, torch.bfloat16)
     )

@@ -30,8 +30,9 @@ class PeepholeLSTM(CustomCell):
         # the peepholes (zero in the candidate's slot) in one op, then one sigmoid
         gates = torch.addcmul(gates, weights.extra, c.unsqueeze(1)).view(-1, 4 * size)
         sig = torch.sigmoid(gates)
-        c = torch.addcmul(sig[:, size : 2 * size] * c, sig[:, :size],
-                          torch.tanh(gates[:, 2 * size : 3 * size]))  # fmt: skip
+        c = torch.addcmul(
+            sig[:, size : 2 * size] * c, sig[:, :size], torch.tanh(gates[:, 2 * size : 3 * size])
+        )
         x = sig[:, 3 * size :] * torch.tanh(c)
         return x, (x, c)
 
@@ -92,8 +93,18 @@ def forward_fused(low, projected, w_hh, b_hh, peephole, h0, c0):
     h_t, input_t = outputs.unbind(0), inputs.unbind(0)
     for t in range(steps):
         pre = product(h_t[t], input_t[t])
-        step(batch, size, low_flag, pre.data_ptr(), peepholes, c_at[t], g_at[t], c_at[t + 1],
-             tanh_at[t], h_at[t + 1])  # fmt: skip
+        step(
+            batch,
+            size,
+            low_flag,
+            pre.data_ptr(),
+            peepholes,
+            c_at[t],
+            g_at[t],
+            c_at[t + 1],
+            tanh_at[t],
+            h_at[t + 1],
+        )
     h_last = gates[-1, :, 3] * tanh_c[-1]  # fp32, to carry into the next chunk
     return (outputs, gates, cells, tanh_c), (outputs[1:], h_last, cells[-1].clone())
 
@@ -116,8 +127,19 @@ def backward_fused(low, grad_out, grad_h, grad_c, w_hh, peephole, gates, cells, 
     for t in range(steps - 1, -1, -1):
         if t < steps - 1:
             dh = product(step_t[t + 1], out_t[t])
-        step(batch, size, low_flag if t < steps - 1 else 0, low_flag, dh.data_ptr(), g_at[t],
-             c_at[t], tanh_at[t], peepholes, dc.data_ptr(), grad_at[t])  # fmt: skip
+        step(
+            batch,
+            size,
+            low_flag if t < steps - 1 else 0,
+            low_flag,
+            dh.data_ptr(),
+            g_at[t],
+            c_at[t],
+            tanh_at[t],
+            peepholes,
+            dc.data_ptr(),
+            grad_at[t],
+        )
     dh = product(step_t[0], out_t[0].new_zeros(batch, size))
     return grad_gates, cells[:-1], dh, dc
 

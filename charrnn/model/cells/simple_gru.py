@@ -67,8 +67,9 @@ class SimpleGRUScan(torch.autograd.Function):
         steps, batch, _, size = gates.shape
         u, candidate = gates.unbind(2)
         # dh<t> -> the gates' pre-activations, and dh<t> -> dh<t-1> past the product
-        factors = torch.stack([(candidate - states[:-1]) * u * (1 - u),
-                               u * (1 - candidate * candidate)], dim=2)  # fmt: skip
+        factors = torch.stack(
+            [(candidate - states[:-1]) * u * (1 - u), u * (1 - candidate * candidate)], dim=2
+        )
         keep_t, factor_t, out_t = (1 - u).unbind(0), factors.unbind(0), grad_out.to(work).unbind(0)
         grad_gates = gates.new_empty(steps, batch, 2, size)
         low_gates = grad_gates if low is None else torch.empty_like(grad_gates, dtype=low)

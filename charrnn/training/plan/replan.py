@@ -108,6 +108,12 @@ class Replanner:
         if speed is None:
             return None
         return replan_for_speed(
-            plan, self.budget, tokens, speed, elapsed, eval_seconds, self.stated,
+            plan,
+            self.budget,
+            tokens,
+            speed,
+            elapsed,
+            eval_seconds,
+            self.stated,
             self.corpus_tokens,
-        )  # fmt: skip
+        )
