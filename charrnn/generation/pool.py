@@ -64,6 +64,7 @@ class StreamPool:
         self.state: list | None = None  # SingleStep's per-layer state, B rows
         self.steps = 0  # batched steps taken, for the curious (benchmarks)
         self.reserved = 0  # rows of the streams submitted and not yet finished
+        self.joining: list[Stream] = []  # taken from the queue, not yet in the batch
         self.reserving = threading.Lock()
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._work, name="charrnn-pool", daemon=True)
@@ -120,10 +121,12 @@ class StreamPool:
                     self._step()
             except Exception as error:  # the shared step failed: its streams end, the pool goes on
                 log.error("a batched step failed (%s: %s)", type(error).__name__, error)
-                for stream in self.streams:
-                    stream.error = stream.error or error
-                    self._finish(stream)
-                self.streams, self.logits, self.state = [], None, None
+                joining = [s for s in self.joining if s not in self.streams]
+                for stream in self.streams + joining:
+                    if not stream.finished.is_set():
+                        stream.error = stream.error or error
+                        self._finish(stream)
+                self.streams, self.joining, self.logits, self.state = [], [], None, None
             if self.after_step is not None:
                 self.after_step()
 
@@ -143,6 +146,7 @@ class StreamPool:
                 self._finish(stream)
                 continue
             waiting.append(stream)
+        self.joining = waiting
         fresh = [s for s in waiting if s.context is None]
         try:
             starts = start_many(
@@ -157,6 +161,7 @@ class StreamPool:
         for stream in waiting:
             if stream.context is not None:
                 self._joined(stream, None)
+        self.joining = []
 
     def _prepare(self, stream: Stream) -> None:
         request = stream.request
