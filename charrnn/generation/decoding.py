@@ -74,7 +74,9 @@ def filter_probs(logits: np.ndarray, config: SampleConfig) -> np.ndarray:
         probs = np.zeros_like(logits)
         probs[np.arange(len(logits)), logits.argmax(axis=1)] = 1.0
         return probs
-    logits /= config.temperature
+    # shifted before dividing: a temperature of 1e-320 makes the most probable token certain
+    # rather than every logit infinite (and the draw NaN)
+    logits = (logits - logits.max(axis=1, keepdims=True)) / config.temperature
     vocab = logits.shape[1]
     if config.top_k and config.top_k < vocab:
         kth = -np.partition(-logits, config.top_k - 1, axis=1)[:, config.top_k - 1 : config.top_k]

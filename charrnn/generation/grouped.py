@@ -46,5 +46,7 @@ def settings_key(config) -> tuple:
 
 
 def alternatives(log_probs: np.ndarray, count: int) -> list[tuple[int, float]]:
+    """The `count` most probable tokens and their log-probabilities (never one that cannot be
+    drawn: its -inf is no number JSON can carry)."""
     best = np.argsort(-log_probs, kind="stable")[:count]
-    return [(int(i), float(log_probs[i])) for i in best]
+    return [(int(i), float(log_probs[i])) for i in best if np.isfinite(log_probs[i])]

@@ -98,12 +98,12 @@ def prompt_logprobs(model: api.LanguageModel, asked: Completion) -> list[Token]:
     starts_text = bool(eos) and prime.startswith(eos)
     head = eos if starts_text else ""
     tokens = [Token(head, None, None, 0)] if starts_text else []
-    for token in model.surprisal(prime[len(head) :], top=asked.logprobs or 1):
-        top = {text: math.log(p) if p > 0 else -math.inf for text, p in token.guesses}
+    rest = prime[len(head) :]
+    for token in model.surprisal(rest, top=max(1, asked.logprobs or 0)) if rest else []:
+        top = {text: math.log(p) for text, p in token.guesses[: asked.logprobs] if p > 0}
         offset = tokens[-1].offset + len(tokens[-1].text) if tokens else 0
         tokens.append(Token(token.text, -token.bits * math.log(2), top, offset))
-    if not starts_text:
-        tokens[0].logprob = tokens[0].top = None
+    tokens[0].logprob = tokens[0].top = None
     return tokens
 
 

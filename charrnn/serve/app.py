@@ -8,7 +8,7 @@
     GET  /api/runs/NAME/metrics      a run's records as they are written (?after=N)
     GET  /health, /metrics           liveness, and Prometheus's text format
     GET  /tokenizer_info, POST /tokenize, /detokenize   a model's tokens (vLLM's shape)
-    GET  /openapi.json, /docs        the request schema every field is checked against
+    GET  /openapi.json               the request schema every field is checked against
     GET  /                           the page (files inside the package, nothing from a CDN)
 
 Every request for a model takes a slot of `--max-streams` and goes through its `StreamPool`
@@ -196,7 +196,10 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, **c
     limits = limits or Limits()
     server = ServerState(models, limits, **chat)
     server.metrics = Metrics(models, server.in_flight)
-    fastapi = FastAPI(title="charrnn", version=version, exception_handlers=HANDLERS)
+    # no /docs: its page loads its scripts from a CDN; the schema is at /openapi.json
+    fastapi = FastAPI(
+        title="charrnn", version=version, exception_handlers=HANDLERS, docs_url=None, redoc_url=None
+    )
     fastapi.include_router(routes)
     fastapi.include_router(tokenize.routes)
     fastapi.state.server = server

@@ -75,10 +75,17 @@ def _named(message: str, names: dict[str, str]) -> RequestError:
     return RequestError(400, message, param=field(options[0]) if options else None)
 
 
+TYPE_STEPS = {"str", "int", "float", "bool", "list", "dict", "none", "json-or-python"}
+
+
 def _field(location: tuple) -> str | None:
-    """The API field a validation error is about: `messages.0.content`, `prompt`."""
-    path = [str(part) for part in location[1:]] if location[:1] == ("body",) else []
-    path = [part for part in path if not part.startswith(("function-", "list[", "str", "int"))]
+    """The API field a validation error is about (`messages.0.content`, `prompt`, `after`):
+    pydantic's steps through a union's types (`str`, `list[str]`, `function-after[...]`) left
+    out."""
+    if location[:1] not in (("body",), ("query",), ("path",)):
+        return None
+    path = [str(part) for part in location[1:]]
+    path = [part for part in path if part not in TYPE_STEPS and "[" not in part]
     return ".".join(path) or None
 
 
@@ -88,7 +95,7 @@ async def invalid(request: Request, error: RequestValidationError) -> Response:
     message = first.get("msg", "invalid value")
     if first.get("type") == "json_invalid":
         return RequestError(400, "the request body is not valid JSON").response()
-    if field is None and first.get("type") in ("model_attributes_type", "model_type", "missing"):
+    if field is None and first.get("loc", ())[:1] == ("body",):
         return RequestError(400, "the request body must be a JSON object").response()
     text = f"{field}: {message}" if field else message
     return RequestError(400, text, param=field).response()

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from .. import api
 from ..checks import MAX_SEED
@@ -62,13 +69,24 @@ stop_field = Field(
 max_tokens_field = Field(None, description="Tokens to write at most")
 
 
-class StreamOptions(BaseModel):
+class Body(BaseModel):
+    """A request body (or a part of one): `null` stands for a field left out, its default."""
+
     model_config = ConfigDict(strict=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, given: object) -> object:
+        if isinstance(given, dict):
+            return {name: value for name, value in given.items() if value is not None}
+        return given
+
+
+class StreamOptions(Body):
     include_usage: bool = Field(False, description="End the stream with a usage chunk")
 
 
-class OpenAIRequest(BaseModel):
+class OpenAIRequest(Body):
     """The fields both OpenAI endpoints share. Fields OpenAI defines and charrnn does not use
     (presence_penalty, user...) are accepted and ignored, as OpenAI-compatible servers do."""
 
@@ -109,9 +127,7 @@ class CompletionRequest(OpenAIRequest):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(strict=True)
-
+class Message(Body):
     role: Literal["system", "developer", "user", "assistant"]
     content: Annotated[Text, Field(max_length=MAX_PROMPT)]
     name: Text | None = None
@@ -131,7 +147,7 @@ class ChatRequest(OpenAIRequest):
         return chosen if chosen is not None else min(200, cap)
 
 
-class GenerateRequest(BaseModel):
+class GenerateRequest(Body):
     """POST /api/generate: everything `charrnn generate` takes, by the Python API's names."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -159,7 +175,7 @@ class GenerateRequest(BaseModel):
     length_penalty: float = Field(0.0, ge=0.0, le=10.0, allow_inf_nan=False)
 
 
-class ScoreRequest(BaseModel):
+class ScoreRequest(Body):
     """POST /api/score: each token's surprisal and the model's top-5 guesses."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -168,7 +184,7 @@ class ScoreRequest(BaseModel):
     text: Annotated[Text, Field(min_length=1, max_length=MAX_PROMPT)]
 
 
-class TokenizeRequest(BaseModel):
+class TokenizeRequest(Body):
     """POST /tokenize (vLLM's shape, which evaluation clients read): text -> token ids."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -178,7 +194,7 @@ class TokenizeRequest(BaseModel):
     add_special_tokens: bool = False
 
 
-class DetokenizeRequest(BaseModel):
+class DetokenizeRequest(Body):
     """POST /detokenize: token ids -> text."""
 
     model_config = ConfigDict(extra="ignore", strict=True)

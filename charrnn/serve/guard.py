@@ -69,19 +69,20 @@ class Guard:
                 "(a request for another name may be a DNS-rebinding page)",
                 code="host_not_allowed",
             )
-        origin = headers.get("origin")
         port = (scope.get("server") or ("", None))[1]
-        if origin is not None and not self._own(origin, headers.get("host", ""), port):
+        origins = [v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"]
+        foreign = [o for o in origins if not self._own(o, headers.get("host", ""), port)]
+        if foreign:  # every Origin header is checked: a second one must not hide the first
             return RequestError(
                 403,
-                f"requests from the page at {origin} are refused: "
+                f"requests from the page at {foreign[0]} are refused: "
                 "start the server with --cors-origin to allow it, or --api-key",
                 code="origin_not_allowed",
             )
         return None
 
     def _own(self, origin: str, host: str, port: int | None) -> bool:
-        if origin in self.limits.cors_origins:
+        if origin in self.limits.cors_origins or "*" in self.limits.cors_origins:
             return True
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.netloc:

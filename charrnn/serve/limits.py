@@ -4,11 +4,14 @@ what is in flight, which /metrics reports and a shutdown drains."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import RequestError
+
+BODY_TIMEOUT = 30.0  # seconds a request's body may take to arrive, once its headers have
 
 
 @dataclass
@@ -47,7 +50,11 @@ class BodyLimit:
             return await self._refuse(scope, receive, send, declared.isdigit())
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:  # a body that stops arriving holds its connection no longer than this
+                message = await asyncio.wait_for(receive(), BODY_TIMEOUT)
+            except TimeoutError:
+                late = RequestError(408, f"the body did not arrive within {BODY_TIMEOUT:.0f} s")
+                return await late.response(headers={"Connection": "close"})(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return  # the client left mid-upload: nobody to answer
             chunks.append(message.get("body", b""))

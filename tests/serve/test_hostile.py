@@ -250,6 +250,8 @@ def test_a_cross_site_page_and_a_rebound_host_are_refused(trained_run):
         assert rebound.status_code == 403 and rebound.json()["error"]["code"] == "host_not_allowed"
         null = httpx.post(base + "/v1/completions", content=body, headers={"Origin": "null"})
         assert null.status_code == 403
+        two = [("Origin", "http://evil.test"), ("Origin", base)]  # the second must not hide it
+        assert httpx.post(base + "/v1/completions", content=body, headers=two).status_code == 403
         own = httpx.post(base + "/v1/completions", content=body, headers={"Origin": base})
         assert own.status_code == 200  # the server's own page
         allowed = httpx.post(

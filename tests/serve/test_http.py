@@ -205,6 +205,16 @@ def test_chat_replies_end_at_the_line_and_a_resent_history_is_answered_alike(ser
             "UTF-8",
             "messages.0.content",
         ),
+        ("/v1/completions", {"model": "run", "stream": "yes"}, 400, "boolean", "stream"),
+        (
+            "/v1/completions",
+            {"model": "run", "stream_options": 5},
+            400,
+            "stream_options",
+            "stream_options",
+        ),
+        ("/api/generate", {"model": "run", "rhyme": 5}, 400, "rhyme", "rhyme"),
+        ("/api/runs/run/metrics?after=-1", None, 400, "after", "after"),
         (
             "/v1/chat/completions",
             {"model": "run", "messages": [{"role": "robot", "content": "hi"}]},
@@ -216,11 +226,36 @@ def test_chat_replies_end_at_the_line_and_a_resent_history_is_answered_alike(ser
 )
 def test_bad_requests_get_openai_shaped_4xx(server, path, body, status, words, param):
     base, _ = server
-    response = httpx.post(base + path, content=json.dumps(body), timeout=60)
+    if body is None:
+        response = httpx.get(base + path, timeout=60)
+    else:
+        response = httpx.post(base + path, content=json.dumps(body), timeout=60)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert words in error["message"] and error["type"] == "invalid_request_error"
     assert error["param"] == param and "--" not in error["message"]
+
+
+def test_null_is_a_field_left_out(server):
+    base, _ = server
+    body = {"model": "run", "prompt": "the ", "max_tokens": 5, "seed": 2}
+    nulls = {"n": None, "temperature": None, "stream": None, "echo": None, "stop": None}
+    given = post(base, "/v1/completions", {**body, **nulls})
+    assert given.status_code == 200
+    assert given.json()["choices"] == post(base, "/v1/completions", body).json()["choices"]
+    generated = post(base, "/api/generate", {"model": "run", "prime": None, "num_samples": None})
+    assert generated.status_code == 200 and len(generated.json()["samples"]) == 1
+
+
+def test_a_vanishing_temperature_is_greedy_not_a_failure(server):
+    base, _ = server
+    for temperature in (1e-320, 5e-324):
+        body = {"model": "run", "prompt": "the ", "max_tokens": 20, "temperature": temperature,
+                "logprobs": 1}  # fmt: skip
+        tiny = post(base, "/v1/completions", body)
+        greedy = post(base, "/v1/completions", {**body, "temperature": 0})
+        assert tiny.status_code == 200, tiny.text
+        assert tiny.json()["choices"][0]["text"] == greedy.json()["choices"][0]["text"]
 
 
 def test_deeply_nested_json_is_a_400(server):

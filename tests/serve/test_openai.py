@@ -74,6 +74,17 @@ def test_echo_with_logprobs_scores_the_prompt(server):
     assert logprobs["token_logprobs"][1:] == pytest.approx(expected, abs=1e-5)
 
 
+def test_echo_of_the_eos_text_alone_and_logprobs_zero(server):
+    base, _ = server
+    body = {"model": "run", "prompt": "\n", "max_tokens": 0, "echo": True, "logprobs": 1}
+    alone = httpx.post(base + "/v1/completions", json=body)
+    assert alone.status_code == 200, alone.text
+    assert alone.json()["choices"][0]["logprobs"]["tokens"] == ["\n"]
+    body = {"model": "run", "prompt": "abc", "max_tokens": 2, "echo": True, "logprobs": 0}
+    tops = httpx.post(base + "/v1/completions", json=body).json()["choices"][0]["logprobs"]
+    assert tops["top_logprobs"] == [None, {}, {}, {}, {}]  # no alternatives, prompt or not
+
+
 def test_logprob_tokens_are_the_text_after_a_stop(server):
     base, _ = server
     for seed in range(5):
