@@ -204,7 +204,10 @@ def test_sigterm_ends_every_long_stream_with_a_finish_reason_and_done(trained_ru
     readers = [threading.Thread(target=read) for _ in range(3)]
     for reader in readers:
         reader.start()
-    time.sleep(1.5)
+    deadline = time.time() + 30
+    while in_flight(base) < 3 and time.time() < deadline:  # all three streaming
+        time.sleep(0.1)
+    time.sleep(0.5)
     log = stop(process)  # exit 0, and no traceback
     for reader in readers:
         reader.join(30)
