@@ -22,10 +22,10 @@ from ..checks import check_text
 from ..config import SampleConfig
 from ..data.corpus import CorpusError, read_corpus
 from ..errors import ConfigError
+from .constraints import Constraint
 from .decoding import Decoding, Row, Sampler, Stops, decode
 from .request import GenerationRequest
 from .sampling import LanguageModel
-from .verse import FormState, start
 
 HELP = """\
 /help            this list
@@ -101,7 +101,7 @@ class ChatSession:
         if self.request.prime:  # read in windows with the state carried, any length
             self._feed_text(self.request.prime)
         self.rng = np.random.default_rng(self.sampling.seed)
-        self._before_reply: tuple[torch.Tensor, list, FormState | None] | None = None
+        self._before_reply: tuple[torch.Tensor, list, Constraint | None] | None = None
         self.transcript.clear()
 
     def _feed_text(self, text: str) -> None:
@@ -120,16 +120,16 @@ class ChatSession:
                 f"{MAX_MESSAGE:,} (read long text with --prime-file)"
             )
         self.transcript.append(Turn("user", user_text))
-        poem = None
+        # the reply's constraints, built by the request as `generate` and the pool build theirs
+        constraint = self.request.rows(self.model.tokenizer, self.verse)[0].constraint
         if self.verse is not None:
             ids = self.model.encode(user_text, "your line")
-            poem = start(self.verse)
-            poem.read(ids.tolist(), "your line")
+            constraint.read(ids.tolist(), "your line")
             self._feed_text(user_text)
         else:
             self._feed_text(self.user_prefix + user_text + self.turn_end + self.bot_prefix)
-        self._before_reply = (self.logits, self.state, copy.deepcopy(poem))
-        return self._sample_reply(poem)
+        self._before_reply = (self.logits, self.state, copy.deepcopy(constraint))
+        return self._sample_reply(constraint)
 
     def retry(self) -> Iterator[str]:
         """Drop the last reply and sample another from the state it started from."""
@@ -137,14 +137,15 @@ class ChatSession:
             raise ConfigError("nothing to retry yet")
         if self.transcript and self.transcript[-1].role == "bot":
             self.transcript.pop()
-        self.logits, self.state, poem = self._before_reply
-        return self._sample_reply(copy.deepcopy(poem))
+        self.logits, self.state, constraint = self._before_reply
+        return self._sample_reply(copy.deepcopy(constraint))
 
-    def _sample_reply(self, poem: FormState | None = None) -> Iterator[str]:
+    def _sample_reply(self, constraint: Constraint | None = None) -> Iterator[str]:
         """The shared decoding loop, one row, stopping at the end of the line (or the poem)."""
-        row = Row(seed=self.sampling.seed or 0, rng=self.rng, constraint=poem)
+        row = Row(seed=self.sampling.seed or 0, rng=self.rng, constraint=constraint)
         decoding = Decoding(self.logits, self.state, [row])
-        if poem is not None:
+        poem = self.verse is not None
+        if poem:
             stops = Stops(length=max(self.max_reply, 4 * sum(self.verse.lengths)))
         else:
             stops = Stops(length=self.max_reply, line_end=True)
@@ -154,7 +155,7 @@ class ChatSession:
             for _, piece in decode(
                 decoding, self.model.stepper, self.model.tokenizer, strategy, stops
             ):
-                if poem is None:
+                if not poem:
                     yield piece
                     continue
                 text = pending + piece
@@ -167,7 +168,7 @@ class ChatSession:
         finally:
             self.logits, self.state = decoding.logits, decoding.state
             self.transcript.append(Turn("bot", row.text.strip("\n") if poem else row.text))
-            if row.done and not row.ended_line and poem is None:  # cut at --max-reply
+            if row.done and not row.ended_line and not poem:  # cut at --max-reply
                 self._feed_text(self.turn_end)
 
     # -- slash commands ----------------------------------------------------------------------
