@@ -81,7 +81,7 @@ def filter_probs(logits: np.ndarray, config: SampleConfig) -> np.ndarray:
     if config.top_k and config.top_k < vocab:
         kth = -np.partition(-logits, config.top_k - 1, axis=1)[:, config.top_k - 1 : config.top_k]
         logits[logits < kth] = -np.inf
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = np.exp(logits)  # the largest logit is 0 already: shifted above, top-k keeps it
     probs /= probs.sum(axis=1, keepdims=True)
     if config.top_p is not None and config.top_p < 1.0:
         order = np.argsort(-probs, axis=1, kind="stable")
